@@ -1,0 +1,1 @@
+//! The client to the local app.

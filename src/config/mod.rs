@@ -1,0 +1,38 @@
+//! Dapr resources (Component, Configuration) as typed, validated Rust, and the live snapshot the
+//! request path reads.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+mod component;
+mod configuration;
+mod error;
+mod loader;
+
+pub use component::{Component, ComponentSource};
+pub use configuration::{Configuration, NameResolutionSpec};
+pub use error::ConfigError;
+pub use loader::{load, LoadOptions, TemplateContext};
+
+/// Everything loaded from `--resources-path` and `--config`.
+#[derive(Debug, Clone, Default)]
+pub struct Resources {
+    pub components: Vec<Component>,
+    pub configuration: Configuration,
+}
+
+/// One immutable configuration snapshot. A request loads it once at the edge, so it never sees
+/// two versions.
+#[derive(Debug, Default)]
+pub struct LiveConfig {
+    pub resources: Resources,
+}
+
+/// The swappable handle to the current [`LiveConfig`].
+pub type Live = Arc<ArcSwap<LiveConfig>>;
+
+/// Wraps a first snapshot in a [`Live`] handle.
+pub fn live(resources: Resources) -> Live {
+    Arc::new(ArcSwap::from_pointee(LiveConfig { resources }))
+}

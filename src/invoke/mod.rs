@@ -1,0 +1,1 @@
+//! Service invocation: outbound to peer sidecars and inbound from them.

@@ -1,0 +1,13 @@
+//! Outrigger: a drop-in replacement for the Dapr sidecar (`daprd`), written in Rust.
+//!
+//! The sidecar is wired in [`sidecar`]; each building block owns one folder. Start with
+//! `DESIGN.md`-style reading order: [`sidecar`] -> [`api`] -> [`invoke`] -> [`app_channel`].
+
+pub mod api;
+pub mod app_channel;
+pub mod config;
+pub mod invoke;
+pub mod proto;
+pub mod resolve;
+pub mod sidecar;
+pub mod telemetry;
