@@ -25,4 +25,20 @@ impl SidecarMetrics {
     pub fn http_client(&self, method: &http::Method, path: &str, status: u16, elapsed: Duration) {
         let _ = (method, path, status, elapsed);
     }
+
+    pub fn invocation_request_sent(&self, dst_app_id: &str) {
+        let _ = dst_app_id;
+    }
+
+    pub fn invocation_response_received(&self, dst_app_id: &str, status: u16) {
+        let _ = (dst_app_id, status);
+    }
+
+    pub fn invocation_request_received(&self, src_app_id: &str) {
+        let _ = src_app_id;
+    }
+
+    pub fn invocation_response_sent(&self, src_app_id: &str, status: u16) {
+        let _ = (src_app_id, status);
+    }
 }

@@ -1,0 +1,190 @@
+//! The sidecar-to-sidecar server: daprd's `ServiceInvocation` service on the internal port. It
+//! turns each call into a [`Call`] for the local app and streams the app's answer back.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::body::Body;
+use bytes::Bytes;
+use futures_util::Stream;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Method, Response};
+
+use super::body::{collect_limited, response_chunks, CollectError, PayloadBody};
+use super::headers::{from_metadata, CALLER_APP_ID};
+use super::status::head_from_http;
+use super::Call;
+use crate::app_channel::{AppChannel, AppChannelError};
+use crate::http_path::clean_method;
+use crate::proto::common::http_extension::Verb;
+use crate::proto::common::InvokeRequest;
+use crate::proto::internals::service_invocation_server::ServiceInvocation;
+use crate::proto::internals::{
+    InternalInvokeRequest, InternalInvokeRequestStream, InternalInvokeResponse,
+    InternalInvokeResponseStream,
+};
+use crate::telemetry::metrics::SidecarMetrics;
+
+/// Delivers calls to the local app, whether they came from a peer or from this sidecar's own
+/// API (self-invocation skips the network hop).
+pub struct Inbound {
+    app: Option<Arc<AppChannel>>,
+    metrics: Arc<SidecarMetrics>,
+    max_body: u64,
+}
+
+impl Inbound {
+    pub fn new(app: Option<Arc<AppChannel>>, metrics: Arc<SidecarMetrics>, max_body: u64) -> Self {
+        Self { app, metrics, max_body }
+    }
+
+    /// Hands a call to the app; the response body streams.
+    pub async fn deliver(&self, call: Call) -> Result<Response<Body>, AppChannelError> {
+        let app = self.app.as_ref().ok_or(AppChannelError::NotInitialized)?;
+        let caller = call
+            .headers
+            .get(CALLER_APP_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        self.metrics.invocation_request_received(&caller);
+        let res = app.call(call).await;
+        let status = res.as_ref().map_or(500, |r| r.status().as_u16());
+        self.metrics.invocation_response_sent(&caller, status);
+        res
+    }
+}
+
+/// The tonic service wrapping [`Inbound`].
+#[derive(Clone)]
+pub struct InboundServer {
+    inbound: Arc<Inbound>,
+}
+
+impl InboundServer {
+    pub fn new(inbound: Arc<Inbound>) -> Self {
+        Self { inbound }
+    }
+}
+
+type ResponseStream =
+    Pin<Box<dyn Stream<Item = Result<InternalInvokeResponseStream, tonic::Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ServiceInvocation for InboundServer {
+    async fn call_actor(
+        &self,
+        _request: tonic::Request<InternalInvokeRequest>,
+    ) -> Result<tonic::Response<InternalInvokeResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("actors are not supported by Outrigger"))
+    }
+
+    async fn call_local(
+        &self,
+        request: tonic::Request<InternalInvokeRequest>,
+    ) -> Result<tonic::Response<InternalInvokeResponse>, tonic::Status> {
+        let mut request = request.into_inner();
+        let data = request
+            .message
+            .as_mut()
+            .and_then(|m| m.data.take())
+            .map(|any| Bytes::from(any.value))
+            .unwrap_or_default();
+        let call = call_from_request(request, Body::from(data))?;
+        let res = self.inbound.deliver(call).await.map_err(status_from_app)?;
+        let (parts, body) = res.into_parts();
+        let bytes = collect_limited(body, self.inbound.max_body).await.map_err(|e| match e {
+            CollectError::TooLarge => tonic::Status::resource_exhausted(format!(
+                "app response exceeds the limit of {} bytes",
+                self.inbound.max_body
+            )),
+            CollectError::Read(e) => tonic::Status::internal(format!("error reading app response body: {e}")),
+        })?;
+        let mut head = head_from_http(parts.status, &parts.headers);
+        if let Some(message) = head.message.as_mut() {
+            message.data = Some(prost_types::Any { type_url: String::new(), value: bytes.into() });
+        }
+        Ok(tonic::Response::new(head))
+    }
+
+    type CallLocalStreamStream = ResponseStream;
+
+    async fn call_local_stream(
+        &self,
+        request: tonic::Request<tonic::Streaming<InternalInvokeRequestStream>>,
+    ) -> Result<tonic::Response<Self::CallLocalStreamStream>, tonic::Status> {
+        let mut stream = request.into_inner();
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| tonic::Status::invalid_argument("stream ended before the request message"))?;
+        let request = first.request.ok_or_else(|| {
+            tonic::Status::invalid_argument("the first message of the stream must carry the request")
+        })?;
+        let body = Body::new(PayloadBody::new(first.payload, stream));
+        let call = call_from_request(request, body)?;
+        let res = self.inbound.deliver(call).await.map_err(status_from_app)?;
+        let (parts, body) = res.into_parts();
+        let head = InternalInvokeResponseStream {
+            response: Some(head_from_http(parts.status, &parts.headers)),
+            payload: None,
+        };
+        Ok(tonic::Response::new(Box::pin(response_chunks(head, body))))
+    }
+}
+
+/// daprd's `InternalInvokeRequest` as a [`Call`] for the app.
+fn call_from_request(request: InternalInvokeRequest, body: Body) -> Result<Call, tonic::Status> {
+    let message = request.message.unwrap_or_default();
+    let InvokeRequest { method, content_type, http_extension, .. } = message;
+    let (verb, query) = match http_extension {
+        Some(ext) => (verb_to_method(ext.verb)?, ext.querystring),
+        // A gRPC caller has no HTTP verb; daprd delivers such calls to HTTP apps as POST.
+        None => (Method::POST, String::new()),
+    };
+    let mut headers = from_metadata(request.metadata);
+    if !content_type.is_empty() {
+        let value = HeaderValue::from_str(&content_type)
+            .map_err(|_| tonic::Status::invalid_argument("invalid content type"))?;
+        headers.insert(CONTENT_TYPE, value);
+    }
+    Ok(Call { method: clean_method(&method), verb, query, headers, body })
+}
+
+fn verb_to_method(verb: i32) -> Result<Method, tonic::Status> {
+    Ok(match Verb::try_from(verb) {
+        Ok(Verb::Get) => Method::GET,
+        Ok(Verb::Head) => Method::HEAD,
+        Ok(Verb::Post) => Method::POST,
+        Ok(Verb::Put) => Method::PUT,
+        Ok(Verb::Delete) => Method::DELETE,
+        Ok(Verb::Options) => Method::OPTIONS,
+        Ok(Verb::Trace) => Method::TRACE,
+        Ok(Verb::Patch) => Method::PATCH,
+        Ok(Verb::None | Verb::Connect) | Err(_) => {
+            return Err(tonic::Status::invalid_argument(format!("unsupported HTTP verb {verb}")))
+        }
+    })
+}
+
+/// The proto verb for an HTTP method; `None` for methods daprd cannot carry (CONNECT, custom).
+pub fn method_to_verb(method: &Method) -> Option<Verb> {
+    Some(match *method {
+        Method::GET => Verb::Get,
+        Method::HEAD => Verb::Head,
+        Method::POST => Verb::Post,
+        Method::PUT => Verb::Put,
+        Method::DELETE => Verb::Delete,
+        Method::OPTIONS => Verb::Options,
+        Method::TRACE => Verb::Trace,
+        Method::PATCH => Verb::Patch,
+        _ => return None,
+    })
+}
+
+fn status_from_app(err: AppChannelError) -> tonic::Status {
+    match err {
+        AppChannelError::InvalidRequest(_) => tonic::Status::invalid_argument(err.to_string()),
+        _ => tonic::Status::internal(err.to_string()),
+    }
+}
