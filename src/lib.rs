@@ -8,6 +8,7 @@ pub mod app_channel;
 pub mod config;
 pub mod http_path;
 pub mod invoke;
+pub mod lifecycle;
 pub mod proto;
 pub mod resolve;
 pub mod sidecar;

@@ -30,6 +30,25 @@ pub struct SqliteResolver {
     settings: SqliteSettings,
 }
 
+impl SqliteSettings {
+    pub fn from_configuration(
+        configuration: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Self, ResolveError> {
+        let _ = configuration;
+        Self::default_for_standalone()
+    }
+
+    pub fn default_for_standalone() -> Result<Self, ResolveError> {
+        Ok(Self {
+            path: PathBuf::from("nameresolution.db"),
+            table_name: "hosts".into(),
+            metadata_table_name: "metadata".into(),
+            update_interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(1),
+        })
+    }
+}
+
 impl SqliteResolver {
     /// Opens (and migrates) the database, registers `me` and starts the heartbeat.
     pub async fn start(settings: SqliteSettings, me: Registration) -> Result<Self, ResolveError> {

@@ -1,1 +1,337 @@
-//! Wires one sidecar.
+//! Wires one sidecar: loads resources, binds the listeners, builds the building blocks, reports
+//! readiness in daprd's order, and drains on stop.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use crate::api::http::{Edge, ServeSettings};
+use crate::api::{self, ApiState, AppConnectionInfo};
+use crate::app_channel::{AppChannel, AppChannelSettings, HealthProbeSettings};
+use crate::config::{self, LoadOptions, TemplateContext};
+use crate::invoke::{Inbound, InboundServer, Invoker, InvokerSettings, LocalIdentity};
+use crate::lifecycle::{Lifecycle, StopKind};
+use crate::proto::internals::service_invocation_server::ServiceInvocationServer;
+use crate::resolve::sqlite::{Registration, SqliteResolver, SqliteSettings};
+use crate::telemetry::metrics::{self, SidecarMetrics};
+
+mod options;
+mod ports;
+mod quantity;
+
+pub use options::{AppProtocol, Options, OptionsError};
+
+/// A started sidecar: where it listens, and the handle to stop it.
+pub struct Sidecar {
+    /// The HTTP API listeners (one per `--dapr-listen-addresses` entry).
+    pub http_addrs: Vec<SocketAddr>,
+    /// The sidecar-to-sidecar listener.
+    pub internal_addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
+    pub public_addr: Option<SocketAddr>,
+    lifecycle: Arc<Lifecycle>,
+    done: tokio::task::JoinHandle<StopKind>,
+}
+
+impl Sidecar {
+    /// Starts every listener and background task; returns once the API answers (outbound
+    /// ready). Readiness of `/v1.0/healthz` follows when the app port opens.
+    pub async fn start(options: Options) -> anyhow::Result<Self> {
+        options.validate()?;
+        for flag in options.unsupported_flags() {
+            tracing::warn!(flag, "flag accepted for daprd compatibility but not supported yet; it has no effect");
+        }
+
+        let resources = config::load(&LoadOptions {
+            resources_paths: options.resources_paths(),
+            config_files: options.config.clone(),
+            template: TemplateContext {
+                app_id: options.app_id.clone(),
+                namespace: options.namespace.clone(),
+                pod_name: options.pod_name.clone(),
+            },
+        })
+        .context("loading resources")?;
+        let name_resolution = resources.configuration.name_resolution.clone();
+        let live = config::live(resources);
+
+        let mut registry = Registry::default();
+        let metrics = Arc::new(SidecarMetrics::new(&mut registry, &options.app_id));
+
+        // Listeners first, so a port clash fails startup before anything registers.
+        let internal_ip = internal_listen_ip(&options)?;
+        let internal = ports::bind_internal(internal_ip, options.dapr_internal_grpc_port, &options.app_id).await?;
+        let internal_addr = internal.local_addr()?;
+        let mut http_listeners = Vec::new();
+        for ip in options.listen_addresses()? {
+            let addr = SocketAddr::new(ip, options.dapr_http_port);
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the HTTP API to {addr}"))?;
+            http_listeners.push(listener);
+        }
+        let public = match options.dapr_public_port {
+            Some(port) => {
+                let ip = parse_ip_or(&options.dapr_public_listen_address, IpAddr::V4(Ipv4Addr::UNSPECIFIED))?;
+                Some(TcpListener::bind((ip, port)).await.with_context(|| format!("binding the public port {port}"))?)
+            }
+            None => None,
+        };
+        let metrics_listener = if options.enable_metrics {
+            let ip = parse_ip_or(&options.metrics_listen_address, IpAddr::V4(Ipv4Addr::UNSPECIFIED))?;
+            let listener = TcpListener::bind((ip, options.metrics_port))
+                .await
+                .with_context(|| format!("binding the metrics port {}", options.metrics_port))?;
+            Some(listener)
+        } else {
+            None
+        };
+
+        let host_ip = advertised_host(&options, internal_ip);
+        let settings = match &name_resolution {
+            Some(spec) if spec.component == "sqlite" => SqliteSettings::from_configuration(&spec.configuration)?,
+            Some(spec) => {
+                tracing::warn!(component = %spec.component, "name resolution component not supported yet; using the standalone SQLite resolver");
+                SqliteSettings::default_for_standalone()?
+            }
+            None => SqliteSettings::default_for_standalone()?,
+        };
+        tracing::info!(path = %settings.path.display(), "name resolution through SQLite");
+        let resolver = Arc::new(
+            SqliteResolver::start(
+                settings,
+                Registration {
+                    app_id: options.app_id.clone(),
+                    namespace: options.namespace.clone(),
+                    address: SocketAddr::new(host_ip, internal_addr.port()).to_string(),
+                },
+            )
+            .await?,
+        );
+
+        let app = options.app_port.map(|port| {
+            let health = options.enable_app_health_check.then(|| HealthProbeSettings {
+                path: options.app_health_check_path.clone(),
+                interval: Duration::from_secs(options.app_health_probe_interval),
+                timeout: Duration::from_millis(options.app_health_probe_timeout),
+                threshold: options.app_health_threshold,
+            });
+            Arc::new(AppChannel::new(
+                AppChannelSettings {
+                    address: options.app_channel_address.clone(),
+                    port,
+                    h2c: options.effective_app_protocol() == AppProtocol::H2c,
+                    max_concurrency: options.app_concurrency_limit(),
+                    app_api_token: options.app_api_token.clone(),
+                    health,
+                },
+                metrics.clone(),
+            ))
+        });
+
+        let max_body = options.max_body_bytes();
+        let inbound = Arc::new(Inbound::new(app.clone(), metrics.clone(), max_body));
+        let invoker = Arc::new(Invoker::new(
+            LocalIdentity {
+                app_id: options.app_id.clone(),
+                namespace: options.namespace.clone(),
+                host_ip: host_ip.to_string(),
+                hostname: gethostname::gethostname().to_string_lossy().into_owned(),
+            },
+            resolver.clone(),
+            inbound.clone(),
+            metrics.clone(),
+            InvokerSettings { max_body },
+        ));
+
+        let lifecycle = Arc::new(Lifecycle::default());
+        let state = Arc::new(ApiState {
+            app_id: options.app_id.clone(),
+            namespace: options.namespace.clone(),
+            live,
+            invoker,
+            lifecycle: lifecycle.clone(),
+            metrics: metrics.clone(),
+            app_connection: app_connection_info(&options),
+            extended: RwLock::new(Default::default()),
+            max_body,
+            api_token: options.api_token.clone(),
+            allowed_origins: options
+                .allowed_origins
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        });
+
+        let grace = options.graceful_shutdown();
+        let serve_settings = ServeSettings {
+            max_header_bytes: usize::try_from(options.read_buffer_bytes()).unwrap_or(usize::MAX),
+            grace,
+        };
+        let stop = lifecycle.stopping().clone();
+        let mut servers = JoinSet::new();
+        let http_addrs = http_listeners.iter().map(TcpListener::local_addr).collect::<Result<Vec<_>, _>>()?;
+        let edge = Edge::new(state.clone(), api::router(state.clone()));
+        for listener in http_listeners {
+            servers.spawn(api::http::serve(listener, edge.clone(), serve_settings.clone(), stop.clone()));
+        }
+        let public_addr = match public {
+            Some(listener) => {
+                let addr = listener.local_addr()?;
+                let edge = Edge::new(state.clone(), api::public_router(state.clone()));
+                servers.spawn(api::http::serve(listener, edge, serve_settings.clone(), stop.clone()));
+                Some(addr)
+            }
+            None => None,
+        };
+        let max_message = usize::try_from(max_body).unwrap_or(usize::MAX).saturating_add(1 << 20);
+        let internal_service = ServiceInvocationServer::new(InboundServer::new(inbound))
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(max_message);
+        let internal_stop = stop.clone();
+        servers.spawn(async move {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(internal);
+            let result = tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .http2_adaptive_window(Some(true))
+                .add_service(internal_service)
+                .serve_with_incoming_shutdown(incoming, internal_stop.cancelled_owned())
+                .await;
+            if let Err(err) = result {
+                tracing::error!(%err, "internal server failed");
+            }
+        });
+        let metrics_addr = match metrics_listener {
+            Some(listener) => {
+                let addr = listener.local_addr()?;
+                let registry = Arc::new(registry);
+                let stop = stop.clone();
+                servers.spawn(async move {
+                    if let Err(err) = metrics::serve(listener, registry, stop.cancelled_owned()).await {
+                        tracing::error!(%err, "metrics server failed");
+                    }
+                });
+                Some(addr)
+            }
+            None => None,
+        };
+        lifecycle.mark_outbound_ready();
+        tracing::info!(app_id = %options.app_id, http = ?http_addrs, internal = %internal_addr, "sidecar started");
+
+        let mut background = JoinSet::new();
+        {
+            let lifecycle = lifecycle.clone();
+            let app = app.clone();
+            background.spawn(async move {
+                if let Some(app) = app {
+                    if !app.wait_until_reachable(lifecycle.stopping()).await {
+                        return;
+                    }
+                    tracing::info!("app is reachable");
+                    tokio::spawn(app.clone().probe_health(lifecycle.stopping().clone()));
+                }
+                lifecycle.mark_runtime_ready();
+            });
+        }
+
+        let done = {
+            let lifecycle = lifecycle.clone();
+            tokio::spawn(async move {
+                lifecycle.stopping().cancelled().await;
+                let kind = lifecycle.stop_kind();
+                background.abort_all();
+                if kind == StopKind::Graceful {
+                    // Each server stops accepting at once and drains within the grace period;
+                    // the bound here only guards against a server that never returns.
+                    let drained = tokio::time::timeout(grace + Duration::from_secs(1), async {
+                        while servers.join_next().await.is_some() {}
+                    })
+                    .await;
+                    if drained.is_err() {
+                        tracing::warn!("servers did not stop within the grace period");
+                    }
+                }
+                servers.abort_all();
+                if let Err(err) = resolver.deregister().await {
+                    tracing::warn!(%err, "could not deregister from name resolution");
+                }
+                tracing::info!(?kind, "sidecar stopped");
+                kind
+            })
+        };
+
+        Ok(Self { http_addrs, internal_addr, metrics_addr, public_addr, lifecycle, done })
+    }
+
+    pub fn lifecycle(&self) -> &Arc<Lifecycle> {
+        &self.lifecycle
+    }
+
+    /// Waits until the sidecar was asked to stop and has drained.
+    pub async fn wait(self) -> StopKind {
+        self.done.await.unwrap_or(StopKind::Forced)
+    }
+
+    /// Asks for a graceful stop and waits for it.
+    pub async fn stop(self) -> StopKind {
+        self.lifecycle.stop(StopKind::Graceful);
+        self.wait().await
+    }
+}
+
+/// Where the internal server binds: plaintext invocation is kept on loopback in standalone mode
+/// unless mTLS protects it or the user chose an address.
+fn internal_listen_ip(options: &Options) -> anyhow::Result<IpAddr> {
+    let default = if options.mode == "standalone" && !options.enable_mtls {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    };
+    parse_ip_or(&options.dapr_internal_grpc_listen_address, default)
+}
+
+/// The address registered for peers: `DAPR_HOST_IP`, else the bound address when specific, else
+/// the machine's outbound interface address.
+fn advertised_host(options: &Options, bound: IpAddr) -> IpAddr {
+    if let Some(ip) = options.host_ip.as_deref().and_then(|s| s.parse().ok()) {
+        return ip;
+    }
+    if !bound.is_unspecified() {
+        return bound;
+    }
+    ports::outbound_interface_ip().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+fn parse_ip_or(value: &str, default: IpAddr) -> anyhow::Result<IpAddr> {
+    match value.trim() {
+        "" => Ok(default),
+        "localhost" => Ok(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        s => s.parse().with_context(|| format!("{s:?} is not an IP address")),
+    }
+}
+
+fn app_connection_info(options: &Options) -> AppConnectionInfo {
+    let protocol = options.effective_app_protocol();
+    let is_http = matches!(protocol, AppProtocol::Http | AppProtocol::Https | AppProtocol::H2c);
+    AppConnectionInfo {
+        port: options.app_port.unwrap_or(0),
+        protocol: protocol.as_str().to_owned(),
+        channel_address: options.app_channel_address.clone(),
+        max_concurrency: options.app_concurrency_limit().unwrap_or(0),
+        health: options.enable_app_health_check.then(|| {
+            api::AppHealthInfo::new(
+                if is_http { options.app_health_check_path.clone() } else { String::new() },
+                Duration::from_secs(options.app_health_probe_interval),
+                Duration::from_millis(options.app_health_probe_timeout),
+                options.app_health_threshold,
+            )
+        }),
+    }
+}

