@@ -36,6 +36,9 @@ pub enum AppChannelError {
     InvalidRequest(String),
     #[error("error invoking app channel: {0}")]
     Send(String),
+    /// The caller's body broke the `--max-body-size` limit while it streamed to the app.
+    #[error("request body exceeds the size limit")]
+    BodyTooLarge,
 }
 
 /// How the sidecar reaches its app.
@@ -174,7 +177,13 @@ impl AppChannel {
         let status = result.as_ref().map_or(500, |r| r.status().as_u16());
         self.metrics
             .http_client(&call.verb, &format!("/{}", call.method), status, started.elapsed());
-        let res = result.map_err(|e| AppChannelError::Send(error_chain(&e)))?;
+        let res = result.map_err(|e| {
+            if caused_by_length_limit(&e) {
+                AppChannelError::BodyTooLarge
+            } else {
+                AppChannelError::Send(error_chain(&e))
+            }
+        })?;
         Ok(res.map(|body| Body::new(PermitBody { inner: body, _permit: permit })))
     }
 
@@ -260,6 +269,17 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     out
+}
+
+fn caused_by_length_limit(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cause {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use percent_encoding::percent_decode_str;
 
 use super::error::ApiError;
 use super::ApiState;
+use crate::app_channel::AppChannelError;
 use crate::http_path::clean_method;
 use crate::invoke::headers::{strip_hop_by_hop, DAPR_APP_ID};
 use crate::invoke::{Call, InvokeError};
@@ -52,7 +53,7 @@ pub async fn invoke(State(state): State<Arc<ApiState>>, req: Request) -> Respons
     };
     match state.invoker.invoke(&target, call).await {
         Ok(res) => res.into_response(),
-        Err(err) => invoke_error(&target.app_id, err).into_response(),
+        Err(err) => invoke_error(&target.app_id, err, state.max_body).into_response(),
     }
 }
 
@@ -106,9 +107,10 @@ fn parse_target(target: &str, own_namespace: &str) -> Result<AppTarget, String> 
     })
 }
 
-fn invoke_error(app_id: &str, err: InvokeError) -> ApiError {
+fn invoke_error(app_id: &str, err: InvokeError, max_body: u64) -> ApiError {
     match err {
         InvokeError::BodyTooLarge(limit) => ApiError::body_too_large(limit),
+        InvokeError::App(AppChannelError::BodyTooLarge) => ApiError::body_too_large(max_body),
         InvokeError::BodyRead(e) => ApiError::body_read(e),
         e if e.is_permission_denied() => {
             let mut api = ApiError::direct_invoke(app_id, e);
