@@ -1,8 +1,11 @@
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
-use super::{ConfigError, Resources};
+use super::{component_yaml, configuration, yaml};
+use super::{Component, ConfigError, Resources};
 
-/// Values substituted into `{appID}`, `{namespace}`, `{podName}` in component metadata.
+/// Values substituted into `{appID}`, `{namespace}`, `{podName}` in component metadata. `app_id`
+/// also decides which scoped components this sidecar keeps.
 #[derive(Debug, Clone, Default)]
 pub struct TemplateContext {
     pub app_id: String,
@@ -18,9 +21,136 @@ pub struct LoadOptions {
     pub template: TemplateContext,
 }
 
-/// Loads and validates every resource. With no resources path the embedded defaults
-/// (`statestore`, `pubsub`, both in-memory) are returned.
+/// Loads and validates every resource.
+///
+/// * With no resources path the embedded defaults (`statestore`, `pubsub`, both in-memory) are
+///   returned; with one or more, only what the directories hold.
+/// * Every `*.yaml`/`*.yml` file of each directory is read (not recursively, in name order).
+///   `kind: Component` documents are loaded; other Dapr kinds are skipped with a warning and
+///   non-Dapr documents are ignored.
+/// * Every component is validated, including those scoped to other apps, and names must be
+///   unique across all directories. Then components whose `scopes` exclude
+///   `template.app_id` are dropped: [`Resources::components`] holds only in-scope components.
+/// * `config_files` are merged in order (see [`super::Configuration`]).
 pub fn load(opts: &LoadOptions) -> Result<Resources, ConfigError> {
-    let _ = opts;
-    Ok(Resources::default())
+    let components = if opts.resources_paths.is_empty() {
+        vec![
+            Component::embedded("statestore", "state.in-memory"),
+            Component::embedded("pubsub", "pubsub.in-memory"),
+        ]
+    } else {
+        let all = load_components(&opts.resources_paths, &opts.template)?;
+        check_unique_names(&all)?;
+        keep_in_scope(all, &opts.template.app_id)
+    };
+    let configuration = configuration::load_files(&opts.config_files)?;
+    Ok(Resources {
+        components,
+        configuration,
+    })
+}
+
+fn load_components(dirs: &[PathBuf], ctx: &TemplateContext) -> Result<Vec<Component>, ConfigError> {
+    let mut out = Vec::new();
+    for dir in dirs {
+        for file in yaml_files(dir)? {
+            let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read {
+                path: file.clone(),
+                source,
+            })?;
+            for doc in yaml::documents(&file, &text)? {
+                match yaml::header(&doc.value) {
+                    Some(("dapr.io/v1alpha1", "Component")) => {
+                        out.push(component_yaml::parse(&file, doc.index, doc.value, ctx)?);
+                    }
+                    Some((api_version, "Component")) if yaml::is_dapr_group(api_version) => {
+                        tracing::warn!(
+                            file = %file.display(),
+                            document = doc.index,
+                            api_version,
+                            "only apiVersion dapr.io/v1alpha1 Components exist; skipping this \
+                             document"
+                        );
+                    }
+                    Some((api_version, kind)) if yaml::is_dapr_group(api_version) => {
+                        tracing::warn!(
+                            file = %file.display(),
+                            document = doc.index,
+                            api_version,
+                            kind,
+                            "{kind} resources are not supported yet; skipping this document"
+                        );
+                    }
+                    _ => tracing::debug!(
+                        file = %file.display(),
+                        document = doc.index,
+                        "not a Dapr resource (no dapr.io apiVersion and kind); ignoring it"
+                    ),
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The YAML files directly in `dir`, sorted by name so load order (and errors) are stable.
+fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let read_err = |source| ConfigError::Read {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(read_err)? {
+        let path = entry.map_err(read_err)?.path();
+        // Follows symlinks, so a linked file (e.g. a mounted ConfigMap) still counts.
+        if !path.is_file() {
+            continue;
+        }
+        let is_yaml = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"));
+        if is_yaml {
+            files.push(path);
+        } else {
+            tracing::warn!(
+                file = %path.display(),
+                "a non-YAML file in a resources path is not loaded"
+            );
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn check_unique_names(components: &[Component]) -> Result<(), ConfigError> {
+    let mut seen: HashMap<&str, &Component> = HashMap::new();
+    for c in components {
+        if let Some(first) = seen.insert(&c.name, c) {
+            return Err(ConfigError::DuplicateComponent {
+                name: c.name.clone(),
+                first: first.source.clone(),
+                second: c.source.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn keep_in_scope(components: Vec<Component>, app_id: &str) -> Vec<Component> {
+    components
+        .into_iter()
+        .filter(|c| {
+            let keep = c.is_in_scope(app_id);
+            if !keep {
+                tracing::debug!(
+                    component = %c.name,
+                    app_id,
+                    scopes = ?c.scopes,
+                    "component is scoped to other apps; not loading it"
+                );
+            }
+            keep
+        })
+        .collect()
 }

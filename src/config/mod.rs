@@ -6,16 +6,26 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 mod component;
+pub mod component_types;
+mod component_yaml;
 mod configuration;
+pub mod duration;
 mod error;
+mod expand;
 mod loader;
+mod yaml;
+
+#[cfg(test)]
+mod tests;
 
 pub use component::{Component, ComponentSource};
+pub use component_types::ComponentType;
 pub use configuration::{Configuration, NameResolutionSpec};
 pub use error::ConfigError;
 pub use loader::{load, LoadOptions, TemplateContext};
 
-/// Everything loaded from `--resources-path` and `--config`.
+/// Everything loaded from `--resources-path` and `--config`. `components` holds only the
+/// components in scope for this app (see [`load`]).
 #[derive(Debug, Clone, Default)]
 pub struct Resources {
     pub components: Vec<Component>,
