@@ -1,4 +1,5 @@
-//! Logs and Prometheus metrics. The metrics registry is passed in, never global.
+//! Logs and Prometheus metrics, shaped like daprd's so existing log pipelines, dashboards and
+//! alerts keep working. The metrics registry is passed in, never global.
 
 pub mod logging;
 pub mod metrics;
