@@ -24,7 +24,16 @@ use crate::telemetry::metrics::SidecarMetrics;
 
 /// Characters that cannot stand raw in a URI path. `%` is left alone: a method that arrived
 /// percent-encoded is passed on as it came.
-const PATH_UNSAFE: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'<').add(b'>').add(b'`').add(b'{').add(b'}').add(b'#').add(b'?');
+const PATH_UNSAFE: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'<')
+    .add(b'>')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'#')
+    .add(b'?');
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppChannelError {
@@ -72,7 +81,10 @@ pub struct AppHealth {
 
 impl Default for AppHealth {
     fn default() -> Self {
-        Self { healthy: AtomicBool::new(true), failures: AtomicU32::new(0) }
+        Self {
+            healthy: AtomicBool::new(true),
+            failures: AtomicU32::new(0),
+        }
     }
 }
 
@@ -125,7 +137,9 @@ impl AppChannel {
                 .app_api_token
                 .as_deref()
                 .and_then(|t| HeaderValue::from_str(t).ok()),
-            limit: settings.max_concurrency.map(|n| Arc::new(Semaphore::new(n))),
+            limit: settings
+                .max_concurrency
+                .map(|n| Arc::new(Semaphore::new(n))),
             health: Arc::new(AppHealth::default()),
             authority,
             settings,
@@ -162,7 +176,9 @@ impl AppChannel {
         } else {
             format!("http://{}/{}?{}", self.authority, path, call.query)
         };
-        let uri: Uri = uri.parse().map_err(|e: http::uri::InvalidUri| AppChannelError::InvalidRequest(e.to_string()))?;
+        let uri: Uri = uri
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| AppChannelError::InvalidRequest(e.to_string()))?;
         let mut req = Request::builder()
             .method(call.verb.clone())
             .uri(uri)
@@ -175,8 +191,12 @@ impl AppChannel {
         let started = Instant::now();
         let result = self.client.request(req).await;
         let status = result.as_ref().map_or(500, |r| r.status().as_u16());
-        self.metrics
-            .http_client(&call.verb, &format!("/{}", call.method), status, started.elapsed());
+        self.metrics.http_client(
+            &call.verb,
+            &format!("/{}", call.method),
+            status,
+            started.elapsed(),
+        );
         let res = result.map_err(|e| {
             if caused_by_length_limit(&e) {
                 AppChannelError::BodyTooLarge
@@ -184,7 +204,12 @@ impl AppChannel {
                 AppChannelError::Send(error_chain(&e))
             }
         })?;
-        Ok(res.map(|body| Body::new(PermitBody { inner: body, _permit: permit })))
+        Ok(res.map(|body| {
+            Body::new(PermitBody {
+                inner: body,
+                _permit: permit,
+            })
+        }))
     }
 
     /// Waits until the app's port accepts TCP connections (daprd polls every 100 ms with a
@@ -210,7 +235,9 @@ impl AppChannel {
 
     /// Probes `GET <health path>` on the app at the configured interval until `cancel` fires.
     pub async fn probe_health(self: Arc<Self>, cancel: CancellationToken) {
-        let Some(probe) = self.settings.health.clone() else { return };
+        let Some(probe) = self.settings.health.clone() else {
+            return;
+        };
         let mut ticker = tokio::time::interval(probe.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -24,17 +24,32 @@ async fn pair() -> Pair {
     let beta = mesh.sidecar("beta", Some(beta_app.port()), &[]).await;
     ready(&alpha).await;
     ready(&beta).await;
-    Pair { _mesh: mesh, alpha, beta, _beta_app: beta_app }
+    Pair {
+        _mesh: mesh,
+        alpha,
+        beta,
+        _beta_app: beta_app,
+    }
 }
 
 #[tokio::test]
 async fn path_form_reaches_the_callee_with_body_query_and_headers() {
     let p = pair().await;
-    let url = format!("{}/v1.0/invoke/beta/method/orders/7?x=1&y=two", api(&p.alpha));
+    let url = format!(
+        "{}/v1.0/invoke/beta/method/orders/7?x=1&y=two",
+        api(&p.alpha)
+    );
     let res = send(
         Method::POST,
         &url,
-        &[("content-type", "application/json"), ("x-custom", "kept"), ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")],
+        &[
+            ("content-type", "application/json"),
+            ("x-custom", "kept"),
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+        ],
         Body::from(r#"{"id":7}"#),
     )
     .await
@@ -49,12 +64,18 @@ async fn path_form_reaches_the_callee_with_body_query_and_headers() {
     let h = &echo["headers"];
     assert_eq!(h["content-type"][0], "application/json");
     assert_eq!(h["x-custom"][0], "kept");
-    assert_eq!(h["traceparent"][0], "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    assert_eq!(
+        h["traceparent"][0],
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    );
     assert_eq!(h["dapr-caller-app-id"][0], "alpha");
     assert_eq!(h["dapr-callee-app-id"][0], "beta");
     assert_eq!(h["dapr-caller-namespace"][0], "default");
     assert_eq!(h["x-forwarded-for"][0], "127.0.0.1");
-    assert!(h["forwarded"][0].as_str().unwrap().starts_with("for=127.0.0.1;by=127.0.0.1;host="));
+    assert!(h["forwarded"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("for=127.0.0.1;by=127.0.0.1;host="));
     p.alpha.stop().await;
     p.beta.stop().await;
 }
@@ -62,27 +83,48 @@ async fn path_form_reaches_the_callee_with_body_query_and_headers() {
 #[tokio::test]
 async fn header_and_basic_auth_forms() {
     let p = pair().await;
-    let res = send(Method::PUT, &format!("{}/orders/7", api(&p.alpha)), &[("dapr-app-id", "beta")], Body::from("x"))
-        .await
-        .unwrap();
+    let res = send(
+        Method::PUT,
+        &format!("{}/orders/7", api(&p.alpha)),
+        &[("dapr-app-id", "beta")],
+        Body::from("x"),
+    )
+    .await
+    .unwrap();
     assert_eq!(res.status, StatusCode::OK);
     let echo = res.json();
     assert_eq!(echo["path"], "/orders/7");
     assert_eq!(echo["method"], "PUT");
-    assert!(echo["headers"].get("dapr-app-id").is_none(), "routing header must not reach the app");
+    assert!(
+        echo["headers"].get("dapr-app-id").is_none(),
+        "routing header must not reach the app"
+    );
 
-    let auth = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("dapr-app-id:beta"));
-    let res = send(Method::GET, &format!("{}/orders/8", api(&p.alpha)), &[("authorization", &auth)], Body::empty())
-        .await
-        .unwrap();
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("dapr-app-id:beta")
+    );
+    let res = send(
+        Method::GET,
+        &format!("{}/orders/8", api(&p.alpha)),
+        &[("authorization", &auth)],
+        Body::empty(),
+    )
+    .await
+    .unwrap();
     assert_eq!(res.status, StatusCode::OK);
     let echo = res.json();
     assert_eq!(echo["path"], "/orders/8");
     assert!(echo["headers"].get("authorization").is_none());
 
-    let res = send(Method::GET, &format!("{}/v1.0/invoke/beta.default/method/ns", api(&p.alpha)), &[], Body::empty())
-        .await
-        .unwrap();
+    let res = send(
+        Method::GET,
+        &format!("{}/v1.0/invoke/beta.default/method/ns", api(&p.alpha)),
+        &[],
+        Body::empty(),
+    )
+    .await
+    .unwrap();
     assert_eq!(res.json()["path"], "/ns");
     p.alpha.stop().await;
     p.beta.stop().await;
@@ -91,9 +133,17 @@ async fn header_and_basic_auth_forms() {
 #[tokio::test]
 async fn every_verb_passes_through() {
     let p = pair().await;
-    for method in [Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::PATCH] {
+    for method in [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+    ] {
         let url = format!("{}/v1.0/invoke/beta/method/verbs", api(&p.alpha));
-        let res = send(method.clone(), &url, &[], Body::from("b")).await.unwrap();
+        let res = send(method.clone(), &url, &[], Body::from("b"))
+            .await
+            .unwrap();
         assert_eq!(res.status, StatusCode::OK, "{method}");
         assert_eq!(res.json()["method"], method.as_str());
     }
@@ -110,7 +160,10 @@ async fn app_status_headers_and_body_come_back_unchanged() {
         assert_eq!(res.status.as_u16(), code);
         assert_eq!(res.headers["x-app-header"], "custom");
         assert_eq!(res.headers["content-type"], "text/plain");
-        assert_eq!(res.body, format!("status {}", StatusCode::from_u16(code).unwrap()));
+        assert_eq!(
+            res.body,
+            format!("status {}", StatusCode::from_u16(code).unwrap())
+        );
     }
     p.alpha.stop().await;
     p.beta.stop().await;
@@ -124,7 +177,10 @@ async fn large_download_streams_back() {
     let res = send(Method::GET, &url, &[], Body::empty()).await.unwrap();
     assert_eq!(res.status, StatusCode::OK);
     assert_eq!(res.body.len() as u64, total);
-    let sum = res.body.iter().fold(0u64, |acc, b| acc.wrapping_add(u64::from(*b)));
+    let sum = res
+        .body
+        .iter()
+        .fold(0u64, |acc, b| acc.wrapping_add(u64::from(*b)));
     assert_eq!(sum, pattern_sum(total));
     p.alpha.stop().await;
     p.beta.stop().await;
@@ -136,14 +192,29 @@ async fn unknown_app_id_fails_fast_with_dapr_error() {
     let app = TestApp::start().await;
     let alpha = mesh.sidecar("alpha", Some(app.port()), &[]).await;
     let started = Instant::now();
-    let res = send(Method::GET, &format!("{}/v1.0/invoke/nobody/method/x", api(&alpha)), &[], Body::empty())
-        .await
-        .unwrap();
-    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    let res = send(
+        Method::GET,
+        &format!("{}/v1.0/invoke/nobody/method/x", api(&alpha)),
+        &[],
+        Body::empty(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
     assert_eq!(res.status, StatusCode::INTERNAL_SERVER_ERROR);
     let body = res.json();
     assert_eq!(body["errorCode"], "ERR_DIRECT_INVOKE");
-    assert!(body["message"].as_str().unwrap().starts_with("failed to invoke, id: nobody, err:"), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("failed to invoke, id: nobody, err:"),
+        "{body}"
+    );
     alpha.stop().await;
 }
 
@@ -152,7 +223,14 @@ async fn missing_app_id_is_a_404() {
     let mesh = Mesh::new();
     let app = TestApp::start().await;
     let alpha = mesh.sidecar("alpha", Some(app.port()), &[]).await;
-    let res = send(Method::GET, &format!("{}/no/such/route", api(&alpha)), &[], Body::empty()).await.unwrap();
+    let res = send(
+        Method::GET,
+        &format!("{}/no/such/route", api(&alpha)),
+        &[],
+        Body::empty(),
+    )
+    .await
+    .unwrap();
     assert_eq!(res.status, StatusCode::NOT_FOUND);
     assert_eq!(
         res.json(),
@@ -168,15 +246,23 @@ async fn callee_app_down_is_a_clear_error() {
     let dead_port = unused_port().await;
     let alpha = mesh.sidecar("alpha", Some(app.port()), &[]).await;
     let beta = mesh.sidecar("beta", Some(dead_port), &[]).await;
-    let res = send(Method::GET, &format!("{}/v1.0/invoke/beta/method/x", api(&alpha)), &[], Body::empty())
-        .await
-        .unwrap();
+    let res = send(
+        Method::GET,
+        &format!("{}/v1.0/invoke/beta/method/x", api(&alpha)),
+        &[],
+        Body::empty(),
+    )
+    .await
+    .unwrap();
     assert_eq!(res.status, StatusCode::INTERNAL_SERVER_ERROR);
     let body = res.json();
     assert_eq!(body["errorCode"], "ERR_DIRECT_INVOKE");
     let message = body["message"].as_str().unwrap();
     assert!(message.contains("error invoking app channel"), "{message}");
-    assert!(message.to_lowercase().contains("connection refused"), "{message}");
+    assert!(
+        message.to_lowercase().contains("connection refused"),
+        "{message}"
+    );
     alpha.stop().await;
     beta.stop().await;
 }
@@ -186,19 +272,40 @@ async fn declared_body_over_the_limit_is_413() {
     let mesh = Mesh::new();
     let app = TestApp::start().await;
     let beta_app = TestApp::start().await;
-    let alpha = mesh.sidecar("alpha", Some(app.port()), &["--max-body-size", "1Ki"]).await;
+    let alpha = mesh
+        .sidecar("alpha", Some(app.port()), &["--max-body-size", "1Ki"])
+        .await;
     let beta = mesh.sidecar("beta", Some(beta_app.port()), &[]).await;
     for target in ["alpha", "beta"] {
         let url = format!("{}/v1.0/invoke/{target}/method/x", api(&alpha));
-        let res = send(Method::POST, &url, &[], Body::from(vec![b'a'; 2048])).await.unwrap();
+        let res = send(Method::POST, &url, &[], Body::from(vec![b'a'; 2048]))
+            .await
+            .unwrap();
         assert_eq!(res.status, StatusCode::PAYLOAD_TOO_LARGE, "{target}");
         assert_eq!(res.json()["errorCode"], "ERR_BODY_READ");
         // A chunked body declares no length: the limit is enforced while it streams.
-        let res = send(Method::POST, &url, &[], Body::from_stream(pattern_stream(64 * 1024))).await.unwrap();
+        let res = send(
+            Method::POST,
+            &url,
+            &[],
+            Body::from_stream(pattern_stream(64 * 1024)),
+        )
+        .await
+        .unwrap();
         assert_eq!(res.status, StatusCode::PAYLOAD_TOO_LARGE, "{target}");
     }
-    assert_eq!(app.state.calls.load(std::sync::atomic::Ordering::SeqCst), 0, "a refused body never reaches an app handler");
-    assert_eq!(beta_app.state.calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(
+        app.state.calls.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a refused body never reaches an app handler"
+    );
+    assert_eq!(
+        beta_app
+            .state
+            .calls
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
     alpha.stop().await;
     beta.stop().await;
 }
@@ -207,10 +314,24 @@ async fn declared_body_over_the_limit_is_413() {
 async fn cors_when_origins_are_allowed() {
     let mesh = Mesh::new();
     let app = TestApp::start().await;
-    let alpha = mesh.sidecar("alpha", Some(app.port()), &["--allowed-origins", "http://ui.example"]).await;
-    let res = send(Method::GET, &format!("{}/v1.0/metadata", api(&alpha)), &[("origin", "http://ui.example")], Body::empty())
-        .await
-        .unwrap();
-    assert_eq!(res.headers["access-control-allow-origin"], "http://ui.example");
+    let alpha = mesh
+        .sidecar(
+            "alpha",
+            Some(app.port()),
+            &["--allowed-origins", "http://ui.example"],
+        )
+        .await;
+    let res = send(
+        Method::GET,
+        &format!("{}/v1.0/metadata", api(&alpha)),
+        &[("origin", "http://ui.example")],
+        Body::empty(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        res.headers["access-control-allow-origin"],
+        "http://ui.example"
+    );
     alpha.stop().await;
 }

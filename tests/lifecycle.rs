@@ -15,20 +15,50 @@ async fn healthz_waits_for_the_app_port_but_outbound_does_not() {
     let sidecar = mesh.sidecar("alpha", Some(port), &[]).await;
     let base = api(&sidecar);
 
-    let outbound = send(Method::GET, &format!("{base}/v1.0/healthz/outbound"), &[], Body::empty()).await.unwrap();
+    let outbound = send(
+        Method::GET,
+        &format!("{base}/v1.0/healthz/outbound"),
+        &[],
+        Body::empty(),
+    )
+    .await
+    .unwrap();
     assert_eq!(outbound.status, StatusCode::NO_CONTENT);
-    let health = send(Method::GET, &format!("{base}/v1.0/healthz"), &[], Body::empty()).await.unwrap();
+    let health = send(
+        Method::GET,
+        &format!("{base}/v1.0/healthz"),
+        &[],
+        Body::empty(),
+    )
+    .await
+    .unwrap();
     assert_eq!(health.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(health.json()["errorCode"], "ERR_HEALTH_NOT_READY");
 
-    let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("app port still free");
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("app port still free");
     let _app = TestApp::serve(listener).await;
     ready(&sidecar).await;
 
-    let wrong = send(Method::GET, &format!("{base}/v1.0/healthz?appid=other"), &[], Body::empty()).await.unwrap();
+    let wrong = send(
+        Method::GET,
+        &format!("{base}/v1.0/healthz?appid=other"),
+        &[],
+        Body::empty(),
+    )
+    .await
+    .unwrap();
     assert_eq!(wrong.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(wrong.json()["errorCode"], "ERR_HEALTH_APPID_NOT_MATCH");
-    let right = send(Method::GET, &format!("{base}/v1.0/healthz?appid=alpha"), &[], Body::empty()).await.unwrap();
+    let right = send(
+        Method::GET,
+        &format!("{base}/v1.0/healthz?appid=alpha"),
+        &[],
+        Body::empty(),
+    )
+    .await
+    .unwrap();
     assert_eq!(right.status, StatusCode::NO_CONTENT);
     sidecar.stop().await;
 }
@@ -52,18 +82,37 @@ async fn api_token_is_enforced_except_on_healthz() {
     ready(&sidecar).await;
 
     for headers in [vec![], vec![("dapr-api-token", "wrong")]] {
-        let res = send(Method::GET, &format!("{base}/v1.0/metadata"), &headers, Body::empty()).await.unwrap();
+        let res = send(
+            Method::GET,
+            &format!("{base}/v1.0/metadata"),
+            &headers,
+            Body::empty(),
+        )
+        .await
+        .unwrap();
         assert_eq!(res.status, StatusCode::UNAUTHORIZED);
         assert_eq!(res.headers["content-type"], "text/plain; charset=utf-8");
         assert_eq!(res.body, "invalid api token\n");
     }
-    let res = send(Method::GET, &format!("{base}/v1.0/metadata"), &[("dapr-api-token", "s3cret")], Body::empty())
-        .await
-        .unwrap();
+    let res = send(
+        Method::GET,
+        &format!("{base}/v1.0/metadata"),
+        &[("dapr-api-token", "s3cret")],
+        Body::empty(),
+    )
+    .await
+    .unwrap();
     assert_eq!(res.status, StatusCode::OK);
     assert_eq!(res.json()["id"], "alpha");
 
-    let outbound = send(Method::GET, &format!("{base}/v1.0/healthz/outbound"), &[], Body::empty()).await.unwrap();
+    let outbound = send(
+        Method::GET,
+        &format!("{base}/v1.0/healthz/outbound"),
+        &[],
+        Body::empty(),
+    )
+    .await
+    .unwrap();
     assert_eq!(outbound.status, StatusCode::NO_CONTENT);
 
     // The token is for the sidecar: the app never sees it.
@@ -87,9 +136,14 @@ async fn app_api_token_is_sent_to_the_app() {
     let mut options = mesh.options("alpha", Some(app.port()), &[]);
     options.app_api_token = Some("for-the-app".to_owned());
     let sidecar = outrigger::sidecar::Sidecar::start(options).await.unwrap();
-    let res = send(Method::GET, &format!("{}/v1.0/invoke/alpha/method/x", api(&sidecar)), &[], Body::empty())
-        .await
-        .unwrap();
+    let res = send(
+        Method::GET,
+        &format!("{}/v1.0/invoke/alpha/method/x", api(&sidecar)),
+        &[],
+        Body::empty(),
+    )
+    .await
+    .unwrap();
     assert_eq!(res.json()["headers"]["dapr-api-token"][0], "for-the-app");
     sidecar.stop().await;
 }
@@ -98,17 +152,40 @@ async fn app_api_token_is_sent_to_the_app() {
 async fn metadata_lists_defaults_and_extended_attributes() {
     let mesh = Mesh::new();
     let app = TestApp::start().await;
-    let sidecar = mesh.sidecar("alpha", Some(app.port()), &["--app-max-concurrency", "4"]).await;
+    let sidecar = mesh
+        .sidecar("alpha", Some(app.port()), &["--app-max-concurrency", "4"])
+        .await;
     let base = api(&sidecar);
-    let put = send(Method::PUT, &format!("{base}/v1.0/metadata/team"), &[], Body::from("payments")).await.unwrap();
+    let put = send(
+        Method::PUT,
+        &format!("{base}/v1.0/metadata/team"),
+        &[],
+        Body::from("payments"),
+    )
+    .await
+    .unwrap();
     assert_eq!(put.status, StatusCode::NO_CONTENT);
-    let md = send(Method::GET, &format!("{base}/v1.0/metadata"), &[], Body::empty()).await.unwrap().json();
+    let md = send(
+        Method::GET,
+        &format!("{base}/v1.0/metadata"),
+        &[],
+        Body::empty(),
+    )
+    .await
+    .unwrap()
+    .json();
     assert_eq!(md["id"], "alpha");
     assert_eq!(md["extended"]["team"], "payments");
     assert!(md["extended"]["daprRuntimeVersion"].is_string());
     let components = md["components"].as_array().unwrap();
-    let names: Vec<_> = components.iter().map(|c| (c["name"].as_str().unwrap(), c["type"].as_str().unwrap())).collect();
-    assert!(names.contains(&("statestore", "state.in-memory")), "{names:?}");
+    let names: Vec<_> = components
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["type"].as_str().unwrap()))
+        .collect();
+    assert!(
+        names.contains(&("statestore", "state.in-memory")),
+        "{names:?}"
+    );
     assert!(names.contains(&("pubsub", "pubsub.in-memory")), "{names:?}");
     let conn = &md["appConnectionProperties"];
     assert_eq!(conn["port"], app.port());
@@ -138,7 +215,11 @@ async fn bad_resources_stop_startup_naming_file_and_field() {
         let resources = mesh.dir.path().join("resources");
         std::fs::create_dir(&resources).unwrap();
         write(&resources, file, text);
-        let options = mesh.options("alpha", None, &["--resources-path", resources.to_str().unwrap()]);
+        let options = mesh.options(
+            "alpha",
+            None,
+            &["--resources-path", resources.to_str().unwrap()],
+        );
         let err = match outrigger::sidecar::Sidecar::start(options).await {
             Ok(_) => panic!("{file}: startup must fail"),
             Err(err) => format!("{err:#}"),
@@ -156,17 +237,32 @@ async fn duplicate_component_names_are_refused() {
     let doc = "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: store\nspec:\n  type: state.in-memory\n  version: v1\n";
     write(&resources, "a.yaml", doc);
     write(&resources, "b.yaml", doc);
-    let options = mesh.options("alpha", None, &["--resources-path", resources.to_str().unwrap()]);
-    let Err(err) = outrigger::sidecar::Sidecar::start(options).await else { panic!("must fail") };
+    let options = mesh.options(
+        "alpha",
+        None,
+        &["--resources-path", resources.to_str().unwrap()],
+    );
+    let Err(err) = outrigger::sidecar::Sidecar::start(options).await else {
+        panic!("must fail")
+    };
     let err = format!("{err:#}");
-    assert!(err.contains("a.yaml") && err.contains("b.yaml") && err.contains("store"), "{err}");
+    assert!(
+        err.contains("a.yaml") && err.contains("b.yaml") && err.contains("store"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn shutdown_drains_in_flight_requests_then_stops() {
     let mesh = Mesh::new();
     let app = TestApp::start().await;
-    let sidecar = mesh.sidecar("alpha", Some(app.port()), &["--dapr-graceful-shutdown-seconds", "10"]).await;
+    let sidecar = mesh
+        .sidecar(
+            "alpha",
+            Some(app.port()),
+            &["--dapr-graceful-shutdown-seconds", "10"],
+        )
+        .await;
     ready(&sidecar).await;
     let base = api(&sidecar);
 
@@ -177,12 +273,24 @@ async fn shutdown_drains_in_flight_requests_then_stops() {
     });
     started.await;
 
-    let stop = send(Method::POST, &format!("{base}/v1.0/shutdown"), &[], Body::empty()).await.unwrap();
+    let stop = send(
+        Method::POST,
+        &format!("{base}/v1.0/shutdown"),
+        &[],
+        Body::empty(),
+    )
+    .await
+    .unwrap();
     assert_eq!(stop.status, StatusCode::NO_CONTENT);
     // New connections are refused once the sidecar stops accepting.
     eventually("listener closed", || {
         let addr = sidecar.http_addrs[0];
-        async move { tokio::net::TcpStream::connect(addr).await.is_err().then_some(()) }
+        async move {
+            tokio::net::TcpStream::connect(addr)
+                .await
+                .is_err()
+                .then_some(())
+        }
     })
     .await;
 
@@ -190,7 +298,10 @@ async fn shutdown_drains_in_flight_requests_then_stops() {
     let res = in_flight.await.unwrap().unwrap();
     assert_eq!(res.status, StatusCode::OK);
     assert_eq!(res.body, "slow done");
-    assert_eq!(sidecar.wait().await, outrigger::lifecycle::StopKind::Graceful);
+    assert_eq!(
+        sidecar.wait().await,
+        outrigger::lifecycle::StopKind::Graceful
+    );
 }
 
 #[tokio::test]
@@ -213,10 +324,14 @@ async fn forced_shutdown_is_reported() {
 async fn max_concurrency_bounds_calls_into_the_app() {
     let mesh = Mesh::new();
     let app = TestApp::start().await;
-    let sidecar = mesh.sidecar("alpha", Some(app.port()), &["--app-max-concurrency", "1"]).await;
+    let sidecar = mesh
+        .sidecar("alpha", Some(app.port()), &["--app-max-concurrency", "1"])
+        .await;
     ready(&sidecar).await;
     let url = format!("{}/v1.0/invoke/alpha/method/slow", api(&sidecar));
-    let spawn_slow = |url: String| tokio::spawn(async move { send(Method::GET, &url, &[], Body::empty()).await });
+    let spawn_slow = |url: String| {
+        tokio::spawn(async move { send(Method::GET, &url, &[], Body::empty()).await })
+    };
 
     let first_started = app.state.slow_started.notified();
     let first = spawn_slow(url.clone());
@@ -225,8 +340,12 @@ async fn max_concurrency_bounds_calls_into_the_app() {
     tokio::pin!(second_started);
     let second = spawn_slow(url.clone());
     // With one slot taken, the second call must not reach the app.
-    let early = tokio::time::timeout(std::time::Duration::from_millis(300), &mut second_started).await;
-    assert!(early.is_err(), "second call reached the app while the first held the only slot");
+    let early =
+        tokio::time::timeout(std::time::Duration::from_millis(300), &mut second_started).await;
+    assert!(
+        early.is_err(),
+        "second call reached the app while the first held the only slot"
+    );
 
     app.state.slow_release.notify_one();
     assert_eq!(first.await.unwrap().unwrap().status, StatusCode::OK);

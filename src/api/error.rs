@@ -14,7 +14,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     /// `ERR_DIRECT_INVOKE` 404: neither the path nor the headers name a target app.
@@ -40,7 +44,11 @@ impl ApiError {
     }
 
     pub fn bad_request(err: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "ERR_BAD_REQUEST", format!("invalid request: {err}"))
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "ERR_BAD_REQUEST",
+            format!("invalid request: {err}"),
+        )
     }
 
     /// 413 with daprd's body-read code: the body is larger than `--max-body-size`.
@@ -103,8 +111,10 @@ impl std::error::Error for ApiError {}
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut res = (self.status, self.body()).into_response();
-        res.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         res
     }
 }
@@ -116,8 +126,10 @@ pub fn invalid_api_token() -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    res.headers_mut()
-        .insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    res.headers_mut().insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     res
 }
 

@@ -45,7 +45,11 @@ pub async fn shutdown(State(state): State<Arc<ApiState>>, headers: HeaderMap) ->
         .get("dapr-force-shutdown")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let kind = if forced { StopKind::Forced } else { StopKind::Graceful };
+    let kind = if forced {
+        StopKind::Forced
+    } else {
+        StopKind::Graceful
+    };
     tracing::info!(?kind, "shutdown requested through the API");
     state.lifecycle.stop(kind);
     StatusCode::NO_CONTENT.into_response()

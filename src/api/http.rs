@@ -60,6 +60,10 @@ impl Edge {
         let path = parts.uri.path().to_owned();
 
         let res = match self.admit(&mut parts) {
+            Err(Rejection::Token) => invalid_api_token(),
+            Err(Rejection::TooLarge) => {
+                ApiError::body_too_large(self.state.max_body).into_response()
+            }
             Ok(()) => {
                 let limit = usize::try_from(self.state.max_body).unwrap_or(usize::MAX);
                 let body = Body::new(http_body_util::Limited::new(body, limit));
@@ -69,7 +73,6 @@ impl Edge {
                     Err(never) => match never {},
                 }
             }
-            Err(res) => res,
         };
         self.state
             .metrics
@@ -78,12 +81,15 @@ impl Edge {
     }
 
     /// Checks that need no body: API token and declared body size.
-    fn admit(&self, parts: &mut http::request::Parts) -> Result<(), Response> {
+    fn admit(&self, parts: &mut http::request::Parts) -> Result<(), Rejection> {
         if let Some(token) = &self.state.api_token {
             if !TOKEN_EXEMPT.contains(&parts.uri.path()) {
-                let given = parts.headers.get("dapr-api-token").map(HeaderValue::as_bytes);
+                let given = parts
+                    .headers
+                    .get("dapr-api-token")
+                    .map(HeaderValue::as_bytes);
                 if !given.is_some_and(|g| constant_time_eq(g, token.as_bytes())) {
-                    return Err(invalid_api_token());
+                    return Err(Rejection::Token);
                 }
                 // The token is for the sidecar; it must not reach the callee app.
                 parts.headers.remove("dapr-api-token");
@@ -95,15 +101,26 @@ impl Edge {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > self.state.max_body) {
-            return Err(ApiError::body_too_large(self.state.max_body).into_response());
+            return Err(Rejection::TooLarge);
         }
         Ok(())
     }
 }
 
+/// Why a request was turned away before routing.
+enum Rejection {
+    Token,
+    TooLarge,
+}
+
 /// Serves `edge` on `listener` until `stop` fires, then lets in-flight requests finish for at
 /// most the grace period.
-pub async fn serve(listener: TcpListener, edge: Edge, settings: ServeSettings, stop: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    edge: Edge,
+    settings: ServeSettings,
+    stop: CancellationToken,
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -139,7 +156,10 @@ pub async fn serve(listener: TcpListener, edge: Edge, settings: ServeSettings, s
         });
     }
     drop(listener);
-    if tokio::time::timeout(settings.grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(settings.grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!(grace = ?settings.grace, "in-flight requests did not finish within the grace period");
     }
 }
@@ -148,7 +168,11 @@ pub async fn serve(listener: TcpListener, edge: Edge, settings: ServeSettings, s
 fn clean_uri(uri: &mut Uri) {
     let path = uri.path();
     let cleaned = http_path::clean(path);
-    let cleaned = if cleaned.len() > 1 { cleaned.trim_end_matches('/').to_owned() } else { cleaned };
+    let cleaned = if cleaned.len() > 1 {
+        cleaned.trim_end_matches('/').to_owned()
+    } else {
+        cleaned
+    };
     if cleaned == path {
         return;
     }

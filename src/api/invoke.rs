@@ -83,8 +83,12 @@ fn locate(parts: &Parts) -> Option<(Addressing, String, String)> {
 /// `Authorization: Basic base64("dapr-app-id:<target>")`.
 fn basic_auth_app_id(parts: &Parts) -> Option<String> {
     let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let encoded = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic "))?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let encoded = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
     let decoded = String::from_utf8(decoded).ok()?;
     let id = decoded.strip_prefix("dapr-app-id:")?;
     (!id.is_empty()).then(|| id.to_owned())
@@ -99,7 +103,9 @@ fn parse_target(target: &str, own_namespace: &str) -> Result<AppTarget, String> 
     let app_id = parts.next().unwrap_or_default();
     let namespace = parts.next();
     if parts.next().is_some() || app_id.is_empty() || namespace == Some("") {
-        return Err(format!("invalid app id {target:?}: expected <app-id> or <app-id>.<namespace>"));
+        return Err(format!(
+            "invalid app id {target:?}: expected <app-id> or <app-id>.<namespace>"
+        ));
     }
     Ok(AppTarget {
         app_id: app_id.to_owned(),
@@ -136,14 +142,26 @@ mod tests {
     #[test]
     fn three_addressing_forms() {
         let p = parts("/v1.0/invoke/beta/method/orders/7?x=1", &[]);
-        assert_eq!(locate(&p), Some((Addressing::Path, "beta".into(), "orders/7".into())));
+        assert_eq!(
+            locate(&p),
+            Some((Addressing::Path, "beta".into(), "orders/7".into()))
+        );
 
         let p = parts("/orders/7", &[("dapr-app-id", "beta")]);
-        assert_eq!(locate(&p), Some((Addressing::Header, "beta".into(), "orders/7".into())));
+        assert_eq!(
+            locate(&p),
+            Some((Addressing::Header, "beta".into(), "orders/7".into()))
+        );
 
-        let auth = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("dapr-app-id:beta"));
+        let auth = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("dapr-app-id:beta")
+        );
         let p = parts("/orders/7", &[("authorization", &auth)]);
-        assert_eq!(locate(&p), Some((Addressing::BasicAuth, "beta".into(), "orders/7".into())));
+        assert_eq!(
+            locate(&p),
+            Some((Addressing::BasicAuth, "beta".into(), "orders/7".into()))
+        );
 
         assert_eq!(locate(&parts("/orders/7", &[])), None);
         assert_eq!(locate(&parts("/v1.0/invoke//method/x", &[])), None);
@@ -152,18 +170,27 @@ mod tests {
     #[test]
     fn target_is_unescaped_and_method_cleaned() {
         let p = parts("/v1.0/invoke/beta%2Ens/method/a/../b", &[]);
-        assert_eq!(locate(&p), Some((Addressing::Path, "beta.ns".into(), "b".into())));
+        assert_eq!(
+            locate(&p),
+            Some((Addressing::Path, "beta.ns".into(), "b".into()))
+        );
     }
 
     #[test]
     fn namespaced_targets() {
         assert_eq!(
             parse_target("beta", "default").unwrap(),
-            AppTarget { app_id: "beta".into(), namespace: "default".into() }
+            AppTarget {
+                app_id: "beta".into(),
+                namespace: "default".into()
+            }
         );
         assert_eq!(
             parse_target("beta.prod", "default").unwrap(),
-            AppTarget { app_id: "beta".into(), namespace: "prod".into() }
+            AppTarget {
+                app_id: "beta".into(),
+                namespace: "prod".into()
+            }
         );
         assert!(parse_target("a.b.c", "default").is_err());
         assert!(parse_target("beta.", "default").is_err());

@@ -101,7 +101,11 @@ pub async fn get_metadata(State(state): State<Arc<ApiState>>) -> Response {
             capabilities: capabilities(&c.type_name),
         })
         .collect();
-    let mut extended = state.extended.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut extended = state
+        .extended
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     extended.insert("daprRuntimeVersion".to_owned(), RUNTIME_VERSION.to_owned());
     let body = MetadataResponse {
         id: &state.app_id,
@@ -109,7 +113,10 @@ pub async fn get_metadata(State(state): State<Arc<ApiState>>) -> Response {
         components,
         extended,
         app_connection_properties: &state.app_connection,
-        actor_runtime: ActorRuntime { runtime_status: "DISABLED", host_ready: false },
+        actor_runtime: ActorRuntime {
+            runtime_status: "DISABLED",
+            host_ready: false,
+        },
     };
     Json(body).into_response()
 }
@@ -122,7 +129,11 @@ pub async fn put_metadata(
 ) -> Response {
     if !key.is_empty() {
         let value = String::from_utf8_lossy(&body).into_owned();
-        state.extended.write().unwrap_or_else(|e| e.into_inner()).insert(key, value);
+        state
+            .extended
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, value);
     }
     StatusCode::NO_CONTENT.into_response()
 }
@@ -131,7 +142,13 @@ pub async fn put_metadata(
 /// far; each store will report its own features when the state and pub/sub blocks land.
 fn capabilities(type_name: &str) -> &'static [&'static str] {
     match type_name {
-        "state.in-memory" => &["ETAG", "TRANSACTIONAL", "TTL", "DELETE_WITH_PREFIX", "ACTOR"],
+        "state.in-memory" => &[
+            "ETAG",
+            "TRANSACTIONAL",
+            "TTL",
+            "DELETE_WITH_PREFIX",
+            "ACTOR",
+        ],
         "pubsub.in-memory" => &["SUBSCRIBE_WILDCARDS"],
         _ => &[],
     }

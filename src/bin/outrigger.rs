@@ -13,10 +13,16 @@ fn main() -> ExitCode {
         Err(err) => err.exit(),
     };
     if options.build_info {
-        println!("outrigger {} (daprd-compatible sidecar)", env!("CARGO_PKG_VERSION"));
+        println!(
+            "outrigger {} (daprd-compatible sidecar)",
+            env!("CARGO_PKG_VERSION")
+        );
         return ExitCode::SUCCESS;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("cannot start the async runtime: {err}");
@@ -26,7 +32,11 @@ fn main() -> ExitCode {
     if options.wait {
         return runtime.block_on(wait_for_sidecar(options.dapr_http_port));
     }
-    if let Err(err) = outrigger::telemetry::logging::init(&options.log_level, options.log_as_json, &options.app_id) {
+    if let Err(err) = outrigger::telemetry::logging::init(
+        &options.log_level,
+        options.log_as_json,
+        &options.app_id,
+    ) {
         eprintln!("cannot set up logging: {err:#}");
         return ExitCode::FAILURE;
     }
@@ -41,7 +51,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(options: Options) -> anyhow::Result<StopKind> {
-    let sidecar = Sidecar::start(options).await.context("starting the sidecar")?;
+    let sidecar = Sidecar::start(options)
+        .await
+        .context("starting the sidecar")?;
     let lifecycle = sidecar.lifecycle().clone();
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -72,11 +84,13 @@ async fn wait_for_sidecar(port: u16) -> ExitCode {
     let deadline = Instant::now() + Duration::from_secs(60);
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Empty<bytes::Bytes>>();
-    let Ok(uri) = format!("http://localhost:{port}/v1.0/healthz/outbound").parse::<http::Uri>() else {
+    let Ok(uri) = format!("http://localhost:{port}/v1.0/healthz/outbound").parse::<http::Uri>()
+    else {
         return ExitCode::FAILURE;
     };
     while Instant::now() < deadline {
-        let attempt = tokio::time::timeout(Duration::from_millis(500), client.get(uri.clone())).await;
+        let attempt =
+            tokio::time::timeout(Duration::from_millis(500), client.get(uri.clone())).await;
         if matches!(attempt, Ok(Ok(res)) if res.status().is_success()) {
             return ExitCode::SUCCESS;
         }

@@ -77,7 +77,11 @@ impl RequestChunks {
         head: InternalInvokeRequest,
         body: Body,
         replay_limit: u64,
-    ) -> (Self, oneshot::Receiver<BoxError>, oneshot::Receiver<Leftover>) {
+    ) -> (
+        Self,
+        oneshot::Receiver<BoxError>,
+        oneshot::Receiver<Leftover>,
+    ) {
         let record = replay_limit > 0;
         let (error_tx, error_rx) = oneshot::channel();
         let (leftover_tx, leftover_rx) = oneshot::channel();
@@ -120,7 +124,9 @@ impl RequestChunks {
             return Poll::Ready(Some(piece));
         }
         loop {
-            let Some(body) = self.body.as_mut() else { return Poll::Ready(None) };
+            let Some(body) = self.body.as_mut() else {
+                return Poll::Ready(None);
+            };
             match ready!(Pin::new(body).poll_frame(cx)) {
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) if data.is_empty() => continue,
@@ -155,12 +161,18 @@ impl Stream for RequestChunks {
                 Poll::Ready(Some(data)) => Some(this.payload(data)),
                 _ => None,
             };
-            return Poll::Ready(Some(InternalInvokeRequestStream { request: Some(head), payload }));
+            return Poll::Ready(Some(InternalInvokeRequestStream {
+                request: Some(head),
+                payload,
+            }));
         }
         match ready!(this.poll_chunk(cx)) {
             Some(data) => {
                 let payload = this.payload(data);
-                Poll::Ready(Some(InternalInvokeRequestStream { request: None, payload: Some(payload) }))
+                Poll::Ready(Some(InternalInvokeRequestStream {
+                    request: None,
+                    payload: Some(payload),
+                }))
             }
             None => Poll::Ready(None),
         }
@@ -208,7 +220,12 @@ impl HasPayload for InternalInvokeResponseStream {
 
 impl<S> PayloadBody<S> {
     pub fn new(first: Option<StreamPayload>, stream: S) -> Self {
-        Self { first, stream, expected_seq: 0, done: false }
+        Self {
+            first,
+            stream,
+            expected_seq: 0,
+            done: false,
+        }
     }
 }
 
@@ -298,7 +315,9 @@ impl ResponseChunks {
             return Poll::Ready(Some(Ok(piece)));
         }
         loop {
-            let Some(body) = self.body.as_mut() else { return Poll::Ready(None) };
+            let Some(body) = self.body.as_mut() else {
+                return Poll::Ready(None);
+            };
             match ready!(Pin::new(body).poll_frame(cx)) {
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) if data.is_empty() => continue,
@@ -307,7 +326,8 @@ impl ResponseChunks {
                 },
                 Some(Err(err)) => {
                     self.body = None;
-                    let status = tonic::Status::internal(format!("error reading app response body: {err}"));
+                    let status =
+                        tonic::Status::internal(format!("error reading app response body: {err}"));
                     return Poll::Ready(Some(Err(status)));
                 }
                 None => {
@@ -344,7 +364,10 @@ impl Stream for ResponseChunks {
         match ready!(this.poll_chunk(cx)) {
             Some(Ok(data)) => {
                 let payload = this.payload(data);
-                Poll::Ready(Some(Ok(InternalInvokeResponseStream { response: None, payload: Some(payload) })))
+                Poll::Ready(Some(Ok(InternalInvokeResponseStream {
+                    response: None,
+                    payload: Some(payload),
+                })))
             }
             Some(Err(status)) => Poll::Ready(Some(Err(status))),
             None => Poll::Ready(None),

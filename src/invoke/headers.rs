@@ -102,10 +102,7 @@ pub fn to_metadata(headers: &HeaderMap) -> HashMap<String, ListStringValue> {
             k @ (CALLER_APP_ID | CALLEE_APP_ID | CALLER_NAMESPACE) => k.to_owned(),
             k => canonical_key(k),
         };
-        out.entry(key)
-            .or_default()
-            .values
-            .push(value.to_owned());
+        out.entry(key).or_default().values.push(value.to_owned());
     }
     out
 }
@@ -130,7 +127,9 @@ pub fn from_metadata(metadata: HashMap<String, ListStringValue>) -> HeaderMap {
         } else {
             lower
         };
-        let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else { continue };
+        let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
+            continue;
+        };
         for value in values.values {
             if let Ok(v) = HeaderValue::from_str(&value) {
                 out.append(name.clone(), v);
@@ -188,7 +187,12 @@ mod tests {
             ("dapr-app-id", "beta"),
             ("x-forwarded-for", "10.0.0.9"),
         ]);
-        let me = CallerStamp { app_id: "alpha", namespace: "default", host_ip: "127.0.0.1", hostname: "h" };
+        let me = CallerStamp {
+            app_id: "alpha",
+            namespace: "default",
+            host_ip: "127.0.0.1",
+            hostname: "h",
+        };
         stamp_caller(&mut h, &me, "beta");
         assert_eq!(h[CALLER_APP_ID], "alpha");
         assert_eq!(h[CALLEE_APP_ID], "beta");
@@ -200,16 +204,40 @@ mod tests {
 
     #[test]
     fn metadata_round_trip_uses_canonical_keys_and_filters() {
-        let h = map(&[("content-type", "text/plain"), ("x-multi", "a"), ("x-multi", "b")]);
+        let h = map(&[
+            ("content-type", "text/plain"),
+            ("x-multi", "a"),
+            ("x-multi", "b"),
+        ]);
         let md = to_metadata(&h);
         assert_eq!(md["Content-Type"].values, vec!["text/plain"]);
         assert_eq!(md["X-Multi"].values, vec!["a", "b"]);
 
         let mut md = md;
-        md.insert("grpc-timeout".into(), ListStringValue { values: vec!["1S".into()] });
-        md.insert("trace-bin".into(), ListStringValue { values: vec!["x".into()] });
-        md.insert("Destination-App-Id".into(), ListStringValue { values: vec!["b".into()] });
-        md.insert("Transfer-Encoding".into(), ListStringValue { values: vec!["chunked".into()] });
+        md.insert(
+            "grpc-timeout".into(),
+            ListStringValue {
+                values: vec!["1S".into()],
+            },
+        );
+        md.insert(
+            "trace-bin".into(),
+            ListStringValue {
+                values: vec!["x".into()],
+            },
+        );
+        md.insert(
+            "Destination-App-Id".into(),
+            ListStringValue {
+                values: vec!["b".into()],
+            },
+        );
+        md.insert(
+            "Transfer-Encoding".into(),
+            ListStringValue {
+                values: vec!["chunked".into()],
+            },
+        );
         let back = from_metadata(md);
         assert_eq!(back.get_all("x-multi").iter().count(), 2);
         assert_eq!(back["dapr-grpc-timeout"], "1S");

@@ -35,7 +35,11 @@ pub struct Inbound {
 
 impl Inbound {
     pub fn new(app: Option<Arc<AppChannel>>, metrics: Arc<SidecarMetrics>, max_body: u64) -> Self {
-        Self { app, metrics, max_body }
+        Self {
+            app,
+            metrics,
+            max_body,
+        }
     }
 
     /// Hands a call to the app; the response body streams.
@@ -49,7 +53,7 @@ impl Inbound {
             .to_owned();
         self.metrics.invocation_request_received(&caller);
         let res = app.call(call).await;
-        let status = res.as_ref().map_or(500, |r| r.status().as_u16());
+        let status = res.as_ref().map_or(500, |r| i32::from(r.status().as_u16()));
         self.metrics.invocation_response_sent(&caller, status);
         res
     }
@@ -76,7 +80,9 @@ impl ServiceInvocation for InboundServer {
         &self,
         _request: tonic::Request<InternalInvokeRequest>,
     ) -> Result<tonic::Response<InternalInvokeResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("actors are not supported by Outrigger"))
+        Err(tonic::Status::unimplemented(
+            "actors are not supported by Outrigger",
+        ))
     }
 
     async fn call_local(
@@ -93,16 +99,23 @@ impl ServiceInvocation for InboundServer {
         let call = call_from_request(request, Body::from(data))?;
         let res = self.inbound.deliver(call).await.map_err(status_from_app)?;
         let (parts, body) = res.into_parts();
-        let bytes = collect_limited(body, self.inbound.max_body).await.map_err(|e| match e {
-            CollectError::TooLarge => tonic::Status::resource_exhausted(format!(
-                "app response exceeds the limit of {} bytes",
-                self.inbound.max_body
-            )),
-            CollectError::Read(e) => tonic::Status::internal(format!("error reading app response body: {e}")),
-        })?;
+        let bytes = collect_limited(body, self.inbound.max_body)
+            .await
+            .map_err(|e| match e {
+                CollectError::TooLarge => tonic::Status::resource_exhausted(format!(
+                    "app response exceeds the limit of {} bytes",
+                    self.inbound.max_body
+                )),
+                CollectError::Read(e) => {
+                    tonic::Status::internal(format!("error reading app response body: {e}"))
+                }
+            })?;
         let mut head = head_from_http(parts.status, &parts.headers);
         if let Some(message) = head.message.as_mut() {
-            message.data = Some(prost_types::Any { type_url: String::new(), value: bytes.into() });
+            message.data = Some(prost_types::Any {
+                type_url: String::new(),
+                value: bytes.into(),
+            });
         }
         Ok(tonic::Response::new(head))
     }
@@ -114,12 +127,13 @@ impl ServiceInvocation for InboundServer {
         request: tonic::Request<tonic::Streaming<InternalInvokeRequestStream>>,
     ) -> Result<tonic::Response<Self::CallLocalStreamStream>, tonic::Status> {
         let mut stream = request.into_inner();
-        let first = stream
-            .message()
-            .await?
-            .ok_or_else(|| tonic::Status::invalid_argument("stream ended before the request message"))?;
+        let first = stream.message().await?.ok_or_else(|| {
+            tonic::Status::invalid_argument("stream ended before the request message")
+        })?;
         let request = first.request.ok_or_else(|| {
-            tonic::Status::invalid_argument("the first message of the stream must carry the request")
+            tonic::Status::invalid_argument(
+                "the first message of the stream must carry the request",
+            )
         })?;
         let body = Body::new(PayloadBody::new(first.payload, stream));
         let call = call_from_request(request, body)?;
@@ -136,7 +150,12 @@ impl ServiceInvocation for InboundServer {
 /// daprd's `InternalInvokeRequest` as a [`Call`] for the app.
 fn call_from_request(request: InternalInvokeRequest, body: Body) -> Result<Call, tonic::Status> {
     let message = request.message.unwrap_or_default();
-    let InvokeRequest { method, content_type, http_extension, .. } = message;
+    let InvokeRequest {
+        method,
+        content_type,
+        http_extension,
+        ..
+    } = message;
     let (verb, query) = match http_extension {
         Some(ext) => (verb_to_method(ext.verb)?, ext.querystring),
         // A gRPC caller has no HTTP verb; daprd delivers such calls to HTTP apps as POST.
@@ -148,7 +167,13 @@ fn call_from_request(request: InternalInvokeRequest, body: Body) -> Result<Call,
             .map_err(|_| tonic::Status::invalid_argument("invalid content type"))?;
         headers.insert(CONTENT_TYPE, value);
     }
-    Ok(Call { method: clean_method(&method), verb, query, headers, body })
+    Ok(Call {
+        method: clean_method(&method),
+        verb,
+        query,
+        headers,
+        body,
+    })
 }
 
 fn verb_to_method(verb: i32) -> Result<Method, tonic::Status> {
@@ -162,7 +187,9 @@ fn verb_to_method(verb: i32) -> Result<Method, tonic::Status> {
         Ok(Verb::Trace) => Method::TRACE,
         Ok(Verb::Patch) => Method::PATCH,
         Ok(Verb::None | Verb::Connect) | Err(_) => {
-            return Err(tonic::Status::invalid_argument(format!("unsupported HTTP verb {verb}")))
+            return Err(tonic::Status::invalid_argument(format!(
+                "unsupported HTTP verb {verb}"
+            )))
         }
     })
 }

@@ -20,7 +20,7 @@ use super::{Call, InvokeError};
 use crate::proto::common::{HttpExtension, InvokeRequest};
 use crate::proto::internals::{ApiVersion, InternalInvokeRequest};
 use crate::resolve::{AppTarget, Cached, PeerAddress, ResolveError, Resolver};
-use crate::telemetry::metrics::SidecarMetrics;
+use crate::telemetry::metrics::{InvocationKind, SidecarMetrics};
 
 /// Attempts per call when the peer cannot be reached and the request can be sent again.
 const ATTEMPTS: usize = 3;
@@ -45,7 +45,10 @@ pub struct InvokerSettings {
 struct DynResolver(Arc<dyn Resolver>);
 
 impl Resolver for DynResolver {
-    fn resolve<'a>(&'a self, target: &'a AppTarget) -> BoxFuture<'a, Result<PeerAddress, ResolveError>> {
+    fn resolve<'a>(
+        &'a self,
+        target: &'a AppTarget,
+    ) -> BoxFuture<'a, Result<PeerAddress, ResolveError>> {
         self.0.resolve(target)
     }
 }
@@ -69,7 +72,9 @@ impl Invoker {
         settings: InvokerSettings,
     ) -> Self {
         // Room for the largest unary body plus its metadata.
-        let max_message = usize::try_from(settings.max_body).unwrap_or(usize::MAX).saturating_add(1 << 20);
+        let max_message = usize::try_from(settings.max_body)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1 << 20);
         Self {
             me,
             resolver: Cached::new(DynResolver(resolver)),
@@ -85,7 +90,11 @@ impl Invoker {
     }
 
     /// Invokes `call` on `target`; the response body streams from the callee app.
-    pub async fn invoke(&self, target: &AppTarget, mut call: Call) -> Result<Response<Body>, InvokeError> {
+    pub async fn invoke(
+        &self,
+        target: &AppTarget,
+        mut call: Call,
+    ) -> Result<Response<Body>, InvokeError> {
         let stamp = CallerStamp {
             app_id: &self.me.app_id,
             namespace: &self.me.namespace,
@@ -93,21 +102,32 @@ impl Invoker {
             hostname: &self.me.hostname,
         };
         stamp_caller(&mut call.headers, &stamp, &target.app_id);
-        self.metrics.invocation_request_sent(&target.app_id);
+        // Every call leaves as a stream unless the peer forced the unary fallback.
+        self.metrics
+            .invocation_request_sent(&target.app_id, InvocationKind::Streaming);
+        let started = std::time::Instant::now();
         let result = if target.app_id == self.me.app_id && target.namespace == self.me.namespace {
             // Calling ourselves: the app is right here, no reason to loop through a socket.
             self.local.deliver(call).await.map_err(InvokeError::App)
         } else {
             self.invoke_remote(target, call).await
         };
-        let status = result.as_ref().map_or(500, |r| r.status().as_u16());
-        self.metrics.invocation_response_received(&target.app_id, status);
+        let status = result
+            .as_ref()
+            .map_or(500, |r| i32::from(r.status().as_u16()));
+        self.metrics
+            .invocation_response_received(&target.app_id, status, started.elapsed());
         result
     }
 
-    async fn invoke_remote(&self, target: &AppTarget, call: Call) -> Result<Response<Body>, InvokeError> {
-        let verb = method_to_verb(&call.verb)
-            .ok_or_else(|| InvokeError::InvalidTarget(format!("HTTP method {} cannot be invoked", call.verb)))?;
+    async fn invoke_remote(
+        &self,
+        target: &AppTarget,
+        call: Call,
+    ) -> Result<Response<Body>, InvokeError> {
+        let verb = method_to_verb(&call.verb).ok_or_else(|| {
+            InvokeError::InvalidTarget(format!("HTTP method {} cannot be invoked", call.verb))
+        })?;
         let content_type = call
             .headers
             .get(CONTENT_TYPE)
@@ -121,7 +141,10 @@ impl Invoker {
                 method: call.method,
                 data: None,
                 content_type,
-                http_extension: Some(HttpExtension { verb: verb as i32, querystring: call.query }),
+                http_extension: Some(HttpExtension {
+                    verb: verb as i32,
+                    querystring: call.query,
+                }),
             }),
             actor: None,
         };
@@ -163,9 +186,9 @@ impl Invoker {
                 }
             }
         }
-        Err(InvokeError::Rpc(
-            last_error.unwrap_or_else(|| tonic::Status::unavailable("peer unreachable")),
-        ))
+        Err(InvokeError::Rpc(last_error.unwrap_or_else(|| {
+            tonic::Status::unavailable("peer unreachable")
+        })))
     }
 
     async fn call_stream(&self, peer: &Peer, head: InternalInvokeRequest, body: Body) -> Outcome {
@@ -173,14 +196,16 @@ impl Invoker {
         let replay_limit = if record { self.settings.max_body } else { 0 };
         let (chunks, mut body_error, leftover) = RequestChunks::new(head, body, replay_limit);
         let mut client = peer.client.clone();
-        let call = client.call_local_stream(chunks);
-        tokio::pin!(call);
-        let result = tokio::select! {
-            result = &mut call => result,
-            Ok(err) = &mut body_error => {
-                // Dropping the call resets the stream, so the peer never takes a truncated body
-                // for a complete one.
-                return Outcome::Done(Err(body_error_to_invoke(err.as_ref(), self.settings.max_body)));
+        let result = {
+            let call = client.call_local_stream(chunks);
+            tokio::pin!(call);
+            tokio::select! {
+                result = &mut call => result,
+                Ok(err) = &mut body_error => {
+                    // Dropping the call resets the stream, so the peer never takes a truncated
+                    // body for a complete one.
+                    return Outcome::Done(Err(body_error_to_invoke(err.as_ref(), self.settings.max_body)));
+                }
             }
         };
         match result {
@@ -191,11 +216,9 @@ impl Invoker {
                 Outcome::Done(stream_response(response.into_inner()).await)
             }
             Err(status) if status.code() == tonic::Code::Unimplemented => {
-                drop(call);
                 Outcome::Unimplemented(leftover.await.ok())
             }
             Err(status) if status.code() == tonic::Code::Unavailable => {
-                drop(call);
                 Outcome::Unreachable(status, leftover.await.ok())
             }
             Err(status) => Outcome::Done(Err(InvokeError::Rpc(status))),
@@ -208,15 +231,24 @@ impl Invoker {
         mut head: InternalInvokeRequest,
         body: Body,
     ) -> Result<Response<Body>, InvokeError> {
-        let data = collect_limited(body, self.settings.max_body).await.map_err(|e| match e {
-            CollectError::TooLarge => InvokeError::BodyTooLarge(self.settings.max_body),
-            CollectError::Read(e) => InvokeError::BodyRead(e),
-        })?;
+        let data = collect_limited(body, self.settings.max_body)
+            .await
+            .map_err(|e| match e {
+                CollectError::TooLarge => InvokeError::BodyTooLarge(self.settings.max_body),
+                CollectError::Read(e) => InvokeError::BodyRead(e),
+            })?;
         if let Some(message) = head.message.as_mut() {
-            message.data = Some(prost_types::Any { type_url: String::new(), value: data.into() });
+            message.data = Some(prost_types::Any {
+                type_url: String::new(),
+                value: data.into(),
+            });
         }
         let mut client = peer.client.clone();
-        let mut res = client.call_local(head).await.map_err(InvokeError::Rpc)?.into_inner();
+        let mut res = client
+            .call_local(head)
+            .await
+            .map_err(InvokeError::Rpc)?
+            .into_inner();
         let data = res
             .message
             .as_mut()
@@ -249,7 +281,8 @@ fn resendable(left: Option<Leftover>) -> Option<(InternalInvokeRequest, Body)> {
         (true, Some(rest)) => rest,
         (true, None) => Body::empty(),
         (false, rest) => {
-            let sent = stream::iter(replay).map(|b| Ok::<_, axum::Error>(http_body::Frame::data(b)));
+            let sent =
+                stream::iter(replay).map(|b| Ok::<_, axum::Error>(http_body::Frame::data(b)));
             let rest = rest.map(|r| r.into_data_stream().map(|r| r.map(http_body::Frame::data)));
             match rest {
                 Some(rest) => Body::new(StreamBody::new(sent.chain(rest))),
@@ -268,10 +301,16 @@ async fn stream_response(
         .message()
         .await
         .map_err(InvokeError::Rpc)?
-        .ok_or_else(|| InvokeError::Rpc(tonic::Status::internal("peer closed the stream without a response")))?;
-    let mut head = first
-        .response
-        .ok_or_else(|| InvokeError::Rpc(tonic::Status::internal("the first message from the peer carried no response")))?;
+        .ok_or_else(|| {
+            InvokeError::Rpc(tonic::Status::internal(
+                "peer closed the stream without a response",
+            ))
+        })?;
+    let mut head = first.response.ok_or_else(|| {
+        InvokeError::Rpc(tonic::Status::internal(
+            "the first message from the peer carried no response",
+        ))
+    })?;
     let (status, headers) = head_to_http(&mut head);
     let mut response = Response::new(Body::new(PayloadBody::new(first.payload, stream)));
     *response.status_mut() = status;

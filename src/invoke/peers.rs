@@ -48,7 +48,10 @@ pub struct Peers {
 
 impl Peers {
     pub fn new(max_message: usize) -> Self {
-        Self { map: RwLock::new(HashMap::new()), max_message }
+        Self {
+            map: RwLock::new(HashMap::new()),
+            max_message,
+        }
     }
 
     pub fn get(&self, addr: &PeerAddress) -> Result<Peer, tonic::transport::Error> {
@@ -69,13 +72,19 @@ impl Peers {
         let client = ServiceInvocationClient::new(channel)
             .max_decoding_message_size(self.max_message)
             .max_encoding_message_size(self.max_message);
-        let peer = Peer { client, streaming: Arc::new(AtomicU8::new(Streaming::Unknown as u8)) };
+        let peer = Peer {
+            client,
+            streaming: Arc::new(AtomicU8::new(Streaming::Unknown as u8)),
+        };
         map.insert(addr.clone(), peer.clone());
         Ok(peer)
     }
 
     /// Drops a peer whose connection failed; the next call dials afresh.
     pub fn forget(&self, addr: &PeerAddress) {
-        self.map.write().unwrap_or_else(|e| e.into_inner()).remove(addr);
+        self.map
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(addr);
     }
 }

@@ -19,10 +19,17 @@ pub fn head_from_http(status: StatusCode, headers: &HeaderMap) -> InternalInvoke
     let mut headers = headers.clone();
     strip_hop_by_hop(&mut headers);
     InternalInvokeResponse {
-        status: Some(Status { code: i32::from(status.as_u16()), message: String::new(), details: Vec::new() }),
+        status: Some(Status {
+            code: i32::from(status.as_u16()),
+            message: String::new(),
+            details: Vec::new(),
+        }),
         headers: to_metadata(&headers),
         trailers: HashMap::new(),
-        message: Some(InvokeResponse { data: None, content_type }),
+        message: Some(InvokeResponse {
+            data: None,
+            content_type,
+        }),
     }
 }
 
@@ -40,7 +47,9 @@ pub fn head_to_http(head: &mut InternalInvokeResponse) -> (StatusCode, HeaderMap
     };
     let mut headers = HeaderMap::with_capacity(head.headers.len() + 1);
     for (key, ListStringValue { values }) in head.headers.drain() {
-        let Ok(name) = HeaderName::from_bytes(key.to_ascii_lowercase().as_bytes()) else { continue };
+        let Ok(name) = HeaderName::from_bytes(key.to_ascii_lowercase().as_bytes()) else {
+            continue;
+        };
         for value in values {
             if let Ok(v) = HeaderValue::from_str(&value) {
                 headers.append(name.clone(), v);
@@ -49,7 +58,11 @@ pub fn head_to_http(head: &mut InternalInvokeResponse) -> (StatusCode, HeaderMap
     }
     strip_hop_by_hop(&mut headers);
     if !headers.contains_key(CONTENT_TYPE) {
-        let ct = head.message.as_ref().map(|m| m.content_type.as_str()).unwrap_or_default();
+        let ct = head
+            .message
+            .as_ref()
+            .map(|m| m.content_type.as_str())
+            .unwrap_or_default();
         if let Ok(v) = HeaderValue::from_str(ct) {
             if !ct.is_empty() {
                 headers.insert(CONTENT_TYPE, v);
@@ -88,7 +101,10 @@ mod tests {
         h.insert("x-custom", HeaderValue::from_static("1"));
         h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
         let mut head = head_from_http(StatusCode::CREATED, &h);
-        assert_eq!(head.message.as_ref().unwrap().content_type, "application/json");
+        assert_eq!(
+            head.message.as_ref().unwrap().content_type,
+            "application/json"
+        );
         let (status, back) = head_to_http(&mut head);
         assert_eq!(status, StatusCode::CREATED);
         assert_eq!(back["x-custom"], "1");
@@ -103,7 +119,11 @@ mod tests {
         assert_eq!(http_status_from_grpc(14), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(http_status_from_grpc(13), StatusCode::INTERNAL_SERVER_ERROR);
         let mut head = InternalInvokeResponse {
-            status: Some(Status { code: 3, message: "bad".into(), details: vec![] }),
+            status: Some(Status {
+                code: 3,
+                message: "bad".into(),
+                details: vec![],
+            }),
             ..Default::default()
         };
         assert_eq!(head_to_http(&mut head).0, StatusCode::BAD_REQUEST);

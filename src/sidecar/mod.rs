@@ -44,7 +44,10 @@ impl Sidecar {
     pub async fn start(options: Options) -> anyhow::Result<Self> {
         options.validate()?;
         for flag in options.unsupported_flags() {
-            tracing::warn!(flag, "flag accepted for daprd compatibility but not supported yet; it has no effect");
+            tracing::warn!(
+                flag,
+                "flag accepted for daprd compatibility but not supported yet; it has no effect"
+            );
         }
 
         let resources = config::load(&LoadOptions {
@@ -65,7 +68,12 @@ impl Sidecar {
 
         // Listeners first, so a port clash fails startup before anything registers.
         let internal_ip = internal_listen_ip(&options)?;
-        let internal = ports::bind_internal(internal_ip, options.dapr_internal_grpc_port, &options.app_id).await?;
+        let internal = ports::bind_internal(
+            internal_ip,
+            options.dapr_internal_grpc_port,
+            &options.app_id,
+        )
+        .await?;
         let internal_addr = internal.local_addr()?;
         let mut http_listeners = Vec::new();
         for ip in options.listen_addresses()? {
@@ -77,13 +85,23 @@ impl Sidecar {
         }
         let public = match options.dapr_public_port {
             Some(port) => {
-                let ip = parse_ip_or(&options.dapr_public_listen_address, IpAddr::V4(Ipv4Addr::UNSPECIFIED))?;
-                Some(TcpListener::bind((ip, port)).await.with_context(|| format!("binding the public port {port}"))?)
+                let ip = parse_ip_or(
+                    &options.dapr_public_listen_address,
+                    IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                )?;
+                Some(
+                    TcpListener::bind((ip, port))
+                        .await
+                        .with_context(|| format!("binding the public port {port}"))?,
+                )
             }
             None => None,
         };
         let metrics_listener = if options.enable_metrics {
-            let ip = parse_ip_or(&options.metrics_listen_address, IpAddr::V4(Ipv4Addr::UNSPECIFIED))?;
+            let ip = parse_ip_or(
+                &options.metrics_listen_address,
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            )?;
             let listener = TcpListener::bind((ip, options.metrics_port))
                 .await
                 .with_context(|| format!("binding the metrics port {}", options.metrics_port))?;
@@ -94,7 +112,9 @@ impl Sidecar {
 
         let host_ip = advertised_host(&options, internal_ip);
         let settings = match &name_resolution {
-            Some(spec) if spec.component == "sqlite" => SqliteSettings::from_configuration(&spec.configuration)?,
+            Some(spec) if spec.component == "sqlite" => {
+                SqliteSettings::from_configuration(&spec.configuration)?
+            }
             Some(spec) => {
                 tracing::warn!(component = %spec.component, "name resolution component not supported yet; using the standalone SQLite resolver");
                 SqliteSettings::default_for_standalone()?
@@ -115,12 +135,14 @@ impl Sidecar {
         );
 
         let app = options.app_port.map(|port| {
-            let health = options.enable_app_health_check.then(|| HealthProbeSettings {
-                path: options.app_health_check_path.clone(),
-                interval: Duration::from_secs(options.app_health_probe_interval),
-                timeout: Duration::from_millis(options.app_health_probe_timeout),
-                threshold: options.app_health_threshold,
-            });
+            let health = options
+                .enable_app_health_check
+                .then(|| HealthProbeSettings {
+                    path: options.app_health_check_path.clone(),
+                    interval: Duration::from_secs(options.app_health_probe_interval),
+                    timeout: Duration::from_millis(options.app_health_probe_timeout),
+                    threshold: options.app_health_threshold,
+                });
             Arc::new(AppChannel::new(
                 AppChannelSettings {
                     address: options.app_channel_address.clone(),
@@ -177,21 +199,36 @@ impl Sidecar {
         };
         let stop = lifecycle.stopping().clone();
         let mut servers = JoinSet::new();
-        let http_addrs = http_listeners.iter().map(TcpListener::local_addr).collect::<Result<Vec<_>, _>>()?;
+        let http_addrs = http_listeners
+            .iter()
+            .map(TcpListener::local_addr)
+            .collect::<Result<Vec<_>, _>>()?;
         let edge = Edge::new(state.clone(), api::router(state.clone()));
         for listener in http_listeners {
-            servers.spawn(api::http::serve(listener, edge.clone(), serve_settings.clone(), stop.clone()));
+            servers.spawn(api::http::serve(
+                listener,
+                edge.clone(),
+                serve_settings.clone(),
+                stop.clone(),
+            ));
         }
         let public_addr = match public {
             Some(listener) => {
                 let addr = listener.local_addr()?;
                 let edge = Edge::new(state.clone(), api::public_router(state.clone()));
-                servers.spawn(api::http::serve(listener, edge, serve_settings.clone(), stop.clone()));
+                servers.spawn(api::http::serve(
+                    listener,
+                    edge,
+                    serve_settings.clone(),
+                    stop.clone(),
+                ));
                 Some(addr)
             }
             None => None,
         };
-        let max_message = usize::try_from(max_body).unwrap_or(usize::MAX).saturating_add(1 << 20);
+        let max_message = usize::try_from(max_body)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1 << 20);
         let internal_service = ServiceInvocationServer::new(InboundServer::new(inbound))
             .max_decoding_message_size(max_message)
             .max_encoding_message_size(max_message);
@@ -214,7 +251,9 @@ impl Sidecar {
                 let registry = Arc::new(registry);
                 let stop = stop.clone();
                 servers.spawn(async move {
-                    if let Err(err) = metrics::serve(listener, registry, stop.cancelled_owned()).await {
+                    if let Err(err) =
+                        metrics::serve(listener, registry, stop.cancelled_owned()).await
+                    {
                         tracing::error!(%err, "metrics server failed");
                     }
                 });
@@ -267,7 +306,14 @@ impl Sidecar {
             })
         };
 
-        Ok(Self { http_addrs, internal_addr, metrics_addr, public_addr, lifecycle, done })
+        Ok(Self {
+            http_addrs,
+            internal_addr,
+            metrics_addr,
+            public_addr,
+            lifecycle,
+            done,
+        })
     }
 
     pub fn lifecycle(&self) -> &Arc<Lifecycle> {
@@ -313,13 +359,18 @@ fn parse_ip_or(value: &str, default: IpAddr) -> anyhow::Result<IpAddr> {
     match value.trim() {
         "" => Ok(default),
         "localhost" => Ok(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-        s => s.parse().with_context(|| format!("{s:?} is not an IP address")),
+        s => s
+            .parse()
+            .with_context(|| format!("{s:?} is not an IP address")),
     }
 }
 
 fn app_connection_info(options: &Options) -> AppConnectionInfo {
     let protocol = options.effective_app_protocol();
-    let is_http = matches!(protocol, AppProtocol::Http | AppProtocol::Https | AppProtocol::H2c);
+    let is_http = matches!(
+        protocol,
+        AppProtocol::Http | AppProtocol::Https | AppProtocol::H2c
+    );
     AppConnectionInfo {
         port: options.app_port.unwrap_or(0),
         protocol: protocol.as_str().to_owned(),
@@ -327,7 +378,11 @@ fn app_connection_info(options: &Options) -> AppConnectionInfo {
         max_concurrency: options.app_concurrency_limit().unwrap_or(0),
         health: options.enable_app_health_check.then(|| {
             api::AppHealthInfo::new(
-                if is_http { options.app_health_check_path.clone() } else { String::new() },
+                if is_http {
+                    options.app_health_check_path.clone()
+                } else {
+                    String::new()
+                },
                 Duration::from_secs(options.app_health_probe_interval),
                 Duration::from_millis(options.app_health_probe_timeout),
                 options.app_health_threshold,

@@ -12,7 +12,11 @@ use super::quantity::parse_quantity;
 /// The sidecar's flags. Names, defaults and meanings are daprd's; where Outrigger is deliberately
 /// safer (API listen addresses) the help text says so.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "outrigger", version, about = "A drop-in replacement for the Dapr sidecar (daprd)")]
+#[command(
+    name = "outrigger",
+    version,
+    about = "A drop-in replacement for the Dapr sidecar (daprd)"
+)]
 pub struct Options {
     /// Runtime mode: standalone or kubernetes.
     #[arg(long, default_value = "standalone", value_parser = ["standalone", "kubernetes"])]
@@ -134,7 +138,11 @@ pub struct Options {
     pub control_plane_address: String,
 
     /// Trust domain of the control plane.
-    #[arg(long, env = "DAPR_CONTROLPLANE_TRUST_DOMAIN", default_value = "localhost")]
+    #[arg(
+        long,
+        env = "DAPR_CONTROLPLANE_TRUST_DOMAIN",
+        default_value = "localhost"
+    )]
     pub control_plane_trust_domain: String,
 
     /// Namespace of the control plane.
@@ -356,7 +364,8 @@ impl Options {
             .filter(|s| !s.is_empty())
             .map(|s| {
                 let s = if s == "localhost" { "127.0.0.1" } else { s };
-                s.parse().map_err(|_| OptionsError::ListenAddress(s.to_owned()))
+                s.parse()
+                    .map_err(|_| OptionsError::ListenAddress(s.to_owned()))
             })
             .collect()
     }
@@ -387,7 +396,9 @@ impl Options {
 
     /// `--app-max-concurrency` as a limit; `None` is unlimited (daprd stores -1 as 0).
     pub fn app_concurrency_limit(&self) -> Option<usize> {
-        usize::try_from(self.app_max_concurrency).ok().filter(|n| *n > 0)
+        usize::try_from(self.app_max_concurrency)
+            .ok()
+            .filter(|n| *n > 0)
     }
 
     /// Flags that were set to something Outrigger does not act on yet. Each is logged once at
@@ -401,16 +412,37 @@ impl Options {
         };
         check(self.enable_mtls, "--enable-mtls");
         check(!self.sentry_address.is_empty(), "--sentry-address");
-        check(!self.control_plane_address.is_empty(), "--control-plane-address");
-        check(!self.sentry_request_jwt_audiences.is_empty(), "--sentry-request-jwt-audiences");
-        check(!self.placement_host_address.is_empty(), "--placement-host-address");
-        check(!self.scheduler_host_address.is_empty(), "--scheduler-host-address");
+        check(
+            !self.control_plane_address.is_empty(),
+            "--control-plane-address",
+        );
+        check(
+            !self.sentry_request_jwt_audiences.is_empty(),
+            "--sentry-request-jwt-audiences",
+        );
+        check(
+            !self.placement_host_address.is_empty(),
+            "--placement-host-address",
+        );
+        check(
+            !self.scheduler_host_address.is_empty(),
+            "--scheduler-host-address",
+        );
         check(self.enable_profiling, "--enable-profiling");
         check(!self.log_file.is_empty(), "--log-file");
-        check(self.enable_api_logging == Some(true), "--enable-api-logging");
+        check(
+            self.enable_api_logging == Some(true),
+            "--enable-api-logging",
+        );
         check(!self.unix_domain_socket.is_empty(), "--unix-domain-socket");
-        check(!self.dapr_block_shutdown_duration.is_empty(), "--dapr-block-shutdown-duration");
-        check(!self.disable_init_endpoints.is_empty(), "--disable-init-endpoints");
+        check(
+            !self.dapr_block_shutdown_duration.is_empty(),
+            "--dapr-block-shutdown-duration",
+        );
+        check(
+            !self.disable_init_endpoints.is_empty(),
+            "--disable-init-endpoints",
+        );
         out
     }
 }
@@ -486,12 +518,21 @@ mod tests {
         assert_eq!(o.read_buffer_bytes(), 4 << 10);
         assert_eq!(o.app_concurrency_limit(), None);
         assert!(o.enable_metrics);
-        assert_eq!(o.listen_addresses().unwrap(), vec!["127.0.0.1".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            o.listen_addresses().unwrap(),
+            vec!["127.0.0.1".parse::<IpAddr>().unwrap()]
+        );
     }
 
     #[test]
     fn single_dash_long_flags_and_go_bools() {
-        let o = parse(&["-app-id", "a", "-app-port=8081", "--enable-metrics=false", "--log-as-json"]);
+        let o = parse(&[
+            "-app-id",
+            "a",
+            "-app-port=8081",
+            "--enable-metrics=false",
+            "--log-as-json",
+        ]);
         assert_eq!(o.app_id, "a");
         assert_eq!(o.app_port, Some(8081));
         assert!(!o.enable_metrics);
@@ -500,7 +541,14 @@ mod tests {
 
     #[test]
     fn negative_concurrency_and_quantities() {
-        let o = parse(&["--app-id", "a", "--app-max-concurrency", "-1", "--max-body-size", "16Mi"]);
+        let o = parse(&[
+            "--app-id",
+            "a",
+            "--app-max-concurrency",
+            "-1",
+            "--max-body-size",
+            "16Mi",
+        ]);
         assert_eq!(o.app_concurrency_limit(), None);
         assert_eq!(o.max_body_bytes(), 16 << 20);
         let o = parse(&["--app-id", "a", "--app-max-concurrency", "3"]);
@@ -517,29 +565,63 @@ mod tests {
 
     #[test]
     fn validation_mirrors_daprd_startup_checks() {
-        assert!(matches!(parse(&[]).validate(), Err(OptionsError::MissingAppId)));
+        assert!(matches!(
+            parse(&[]).validate(),
+            Err(OptionsError::MissingAppId)
+        ));
         assert!(matches!(
             parse(&["--app-id", "a", "--app-port", "3500"]).validate(),
             Err(OptionsError::AppPortClash(3500))
         ));
-        assert!(parse(&["--app-id", "a", "--app-protocol", "GRPC"]).validate().is_err());
-        assert!(parse(&["--app-id", "a", "--app-protocol", "h2c"]).validate().is_ok());
-        assert!(parse(&["--app-id", "a", "--enable-app-health-check", "--app-health-probe-interval", "1", "--app-health-probe-timeout", "1500"])
+        assert!(parse(&["--app-id", "a", "--app-protocol", "GRPC"])
             .validate()
             .is_err());
+        assert!(parse(&["--app-id", "a", "--app-protocol", "h2c"])
+            .validate()
+            .is_ok());
+        assert!(parse(&[
+            "--app-id",
+            "a",
+            "--enable-app-health-check",
+            "--app-health-probe-interval",
+            "1",
+            "--app-health-probe-timeout",
+            "1500"
+        ])
+        .validate()
+        .is_err());
     }
 
     #[test]
     fn components_path_is_a_fallback() {
         let o = parse(&["--app-id", "a", "--components-path", "/c"]);
         assert_eq!(o.resources_paths(), vec![PathBuf::from("/c")]);
-        let o = parse(&["--app-id", "a", "--components-path", "/c", "--resources-path", "/r,/s"]);
-        assert_eq!(o.resources_paths(), vec![PathBuf::from("/r"), PathBuf::from("/s")]);
+        let o = parse(&[
+            "--app-id",
+            "a",
+            "--components-path",
+            "/c",
+            "--resources-path",
+            "/r,/s",
+        ]);
+        assert_eq!(
+            o.resources_paths(),
+            vec![PathBuf::from("/r"), PathBuf::from("/s")]
+        );
     }
 
     #[test]
     fn unsupported_flags_are_named() {
-        let o = parse(&["--app-id", "a", "--enable-mtls", "--placement-host-address", "x:1"]);
-        assert_eq!(o.unsupported_flags(), vec!["--enable-mtls", "--placement-host-address"]);
+        let o = parse(&[
+            "--app-id",
+            "a",
+            "--enable-mtls",
+            "--placement-host-address",
+            "x:1",
+        ]);
+        assert_eq!(
+            o.unsupported_flags(),
+            vec!["--enable-mtls", "--placement-host-address"]
+        );
     }
 }

@@ -13,7 +13,11 @@ const STABLE_PORT_BASE: u16 = 47300;
 /// Binds the internal server: the given port, or (empty or 0, as daprd) a port derived from the
 /// app id, working directory, user and host, so a restarted sidecar comes back on the same port;
 /// any free port when that one is taken.
-pub async fn bind_internal(ip: IpAddr, port: Option<u16>, app_id: &str) -> anyhow::Result<TcpListener> {
+pub async fn bind_internal(
+    ip: IpAddr,
+    port: Option<u16>,
+    app_id: &str,
+) -> anyhow::Result<TcpListener> {
     if let Some(port) = port.filter(|p| *p != 0) {
         return TcpListener::bind((ip, port))
             .await
@@ -22,7 +26,9 @@ pub async fn bind_internal(ip: IpAddr, port: Option<u16>, app_id: &str) -> anyho
     let stable = stable_port(app_id);
     match TcpListener::bind((ip, stable)).await {
         Ok(listener) => Ok(listener),
-        Err(_) => TcpListener::bind((ip, 0)).await.context("binding the internal port"),
+        Err(_) => TcpListener::bind((ip, 0))
+            .await
+            .context("binding the internal port"),
     }
 }
 
@@ -32,7 +38,9 @@ pub fn stable_port(app_id: &str) -> u16 {
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
     // The owner of /proc/self is this process's user, which is what os.Getuid() returns.
-    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
+    let uid = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(0);
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     let digest = Sha256::digest(format!("{app_id}|{cwd}|{uid}|{host}").as_bytes());
     let rnd = u16::from(digest[0]) + (u16::from(digest[1] >> 5) << 8);
@@ -44,7 +52,11 @@ pub fn stable_port(app_id: &str) -> u16 {
 pub fn outbound_interface_ip() -> Option<IpAddr> {
     let socket = UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], 0))).ok()?;
     socket.connect(SocketAddr::from(([192, 0, 2, 1], 9))).ok()?;
-    socket.local_addr().ok().map(|a| a.ip()).filter(|ip| !ip.is_unspecified())
+    socket
+        .local_addr()
+        .ok()
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_unspecified())
 }
 
 #[cfg(test)]

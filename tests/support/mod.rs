@@ -107,7 +107,9 @@ impl Mesh {
     }
 
     pub async fn sidecar(&self, app_id: &str, app_port: Option<u16>, extra: &[&str]) -> Sidecar {
-        Sidecar::start(self.options(app_id, app_port, extra)).await.expect("sidecar starts")
+        Sidecar::start(self.options(app_id, app_port, extra))
+            .await
+            .expect("sidecar starts")
     }
 }
 
@@ -136,7 +138,8 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
     }
 }
 
@@ -145,7 +148,12 @@ pub fn client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Bo
 }
 
 /// Sends one request and collects the whole response.
-pub async fn send(method: Method, url: &str, headers: &[(&str, &str)], body: Body) -> anyhow::Result<Reply> {
+pub async fn send(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Body,
+) -> anyhow::Result<Reply> {
     let mut req = http::Request::builder().method(method).uri(url);
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -153,7 +161,11 @@ pub async fn send(method: Method, url: &str, headers: &[(&str, &str)], body: Bod
     let res = client().request(req.body(body)?).await?;
     let (parts, body) = res.into_parts();
     let body = body.collect().await?.to_bytes();
-    Ok(Reply { status: parts.status, headers: parts.headers, body })
+    Ok(Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
 }
 
 /// The test app: echoes what it received, answers chosen statuses, counts streamed bytes, and
@@ -201,11 +213,24 @@ impl TestApp {
 async fn echo(State(state): State<Arc<AppState>>, req: Request) -> Response {
     state.calls.fetch_add(1, Ordering::SeqCst);
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-    let headers: BTreeMap<String, Vec<String>> = parts.headers.keys().map(|k| {
-        let values = parts.headers.get_all(k).iter().map(|v| v.to_str().unwrap_or("").to_owned()).collect();
-        (k.as_str().to_owned(), values)
-    }).collect();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let headers: BTreeMap<String, Vec<String>> = parts
+        .headers
+        .keys()
+        .map(|k| {
+            let values = parts
+                .headers
+                .get_all(k)
+                .iter()
+                .map(|v| v.to_str().unwrap_or("").to_owned())
+                .collect();
+            (k.as_str().to_owned(), values)
+        })
+        .collect();
     let out = serde_json::json!({
         "method": parts.method.as_str(),
         "path": parts.uri.path(),
@@ -218,7 +243,12 @@ async fn echo(State(state): State<Arc<AppState>>, req: Request) -> Response {
 
 async fn status(UrlPath(code): UrlPath<u16>) -> Response {
     let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (code, [("x-app-header", "custom"), ("content-type", "text/plain")], format!("status {code}")).into_response()
+    (
+        code,
+        [("x-app-header", "custom"), ("content-type", "text/plain")],
+        format!("status {code}"),
+    )
+        .into_response()
 }
 
 /// Consumes the body as it streams and answers how many bytes arrived and their checksum.
@@ -231,7 +261,9 @@ async fn count(req: Request) -> Response {
             Ok(frame) => {
                 if let Ok(data) = frame.into_data() {
                     total += data.len() as u64;
-                    sum = data.iter().fold(sum, |acc, b| acc.wrapping_add(u64::from(*b)));
+                    sum = data
+                        .iter()
+                        .fold(sum, |acc, b| acc.wrapping_add(u64::from(*b)));
                 }
             }
             Err(err) => return (StatusCode::BAD_REQUEST, err.to_string()).into_response(),
@@ -253,7 +285,9 @@ async fn slow(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// `total` bytes of `i % 251` in 64 KiB chunks, generated lazily.
-pub fn pattern_stream(total: u64) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+pub fn pattern_stream(
+    total: u64,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
     const CHUNK: u64 = 64 * 1024;
     futures_util::stream::unfold(0u64, move |sent| async move {
         if sent >= total {
