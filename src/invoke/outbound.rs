@@ -25,6 +25,11 @@ use crate::telemetry::metrics::{InvocationKind, SidecarMetrics};
 /// Attempts per call when the peer cannot be reached and the request can be sent again.
 const ATTEMPTS: usize = 3;
 
+/// How much of a first call to a peer is kept in case the peer turns out to lack the streaming
+/// RPC (daprd before 1.11) and the call must be repeated unary. Bounded so that a large upload to
+/// a new peer does not sit in memory; a larger first body to such a peer fails with a clear error.
+const FIRST_CALL_REPLAY: u64 = 4 << 20;
+
 /// Who this sidecar is, as other sidecars see it.
 #[derive(Debug, Clone)]
 pub struct LocalIdentity {
@@ -193,7 +198,7 @@ impl Invoker {
 
     async fn call_stream(&self, peer: &Peer, head: InternalInvokeRequest, body: Body) -> Outcome {
         let record = peer.streaming() == Streaming::Unknown;
-        let replay_limit = if record { self.settings.max_body } else { 0 };
+        let replay_limit = if record { self.settings.max_body.min(FIRST_CALL_REPLAY) } else { 0 };
         let (chunks, mut body_error, leftover) = RequestChunks::new(head, body, replay_limit);
         let mut client = peer.client.clone();
         let result = {
