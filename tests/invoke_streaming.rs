@@ -26,17 +26,26 @@ async fn quarter_gib_streams_both_ways_with_flat_memory() {
     let mesh = Mesh::new();
     let alpha_app = TestApp::start().await;
     let beta_app = TestApp::start().await;
-    let alpha = mesh.sidecar("alpha", Some(alpha_app.port()), &["--max-body-size", "1Gi"]).await;
-    let beta = mesh.sidecar("beta", Some(beta_app.port()), &["--max-body-size", "1Gi"]).await;
+    let alpha = mesh
+        .sidecar("alpha", Some(alpha_app.port()), &["--max-body-size", "1Gi"])
+        .await;
+    let beta = mesh
+        .sidecar("beta", Some(beta_app.port()), &["--max-body-size", "1Gi"])
+        .await;
     ready(&alpha).await;
     ready(&beta).await;
     let before = proc_status_kib("VmRSS:");
 
     // Upload: the app counts bytes as they arrive and checks their sum.
     let url = format!("{}/v1.0/invoke/beta/method/count", api(&alpha));
-    let res = send(Method::POST, &url, &[("content-type", "application/octet-stream")], Body::from_stream(pattern_stream(TOTAL)))
-        .await
-        .unwrap();
+    let res = send(
+        Method::POST,
+        &url,
+        &[("content-type", "application/octet-stream")],
+        Body::from_stream(pattern_stream(TOTAL)),
+    )
+    .await
+    .unwrap();
     assert_eq!(res.status, StatusCode::OK);
     let counted = res.json();
     assert_eq!(counted["bytes"], TOTAL);
@@ -52,7 +61,9 @@ async fn quarter_gib_streams_both_ways_with_flat_memory() {
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame.unwrap().into_data() {
             bytes += data.len() as u64;
-            sum = data.iter().fold(sum, |acc, b| acc.wrapping_add(u64::from(*b)));
+            sum = data
+                .iter()
+                .fold(sum, |acc, b| acc.wrapping_add(u64::from(*b)));
         }
     }
     assert_eq!(bytes, TOTAL);

@@ -30,7 +30,12 @@ fn try_count_rows(db: &std::path::Path, app_id: &str) -> Option<i64> {
         return None;
     }
     let conn = rusqlite::Connection::open(db).ok()?;
-    conn.query_row("SELECT COUNT(*) FROM hosts WHERE app_id = ?", [app_id], |r| r.get(0)).ok()
+    conn.query_row(
+        "SELECT COUNT(*) FROM hosts WHERE app_id = ?",
+        [app_id],
+        |r| r.get(0),
+    )
+    .ok()
 }
 
 #[tokio::test]
@@ -73,14 +78,23 @@ async fn a_killed_sidecar_stops_being_chosen_after_its_ttl() {
     let deadline = std::time::Instant::now() + DEADLINE;
     let mut consecutive = 0;
     while consecutive < 20 {
-        assert!(std::time::Instant::now() < deadline, "calls kept reaching the dead sidecar");
-        let ok = send(Method::GET, &url, &[], Body::empty()).await.is_ok_and(|r| r.status == StatusCode::OK);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "calls kept reaching the dead sidecar"
+        );
+        let ok = send(Method::GET, &url, &[], Body::empty())
+            .await
+            .is_ok_and(|r| r.status == StatusCode::OK);
         consecutive = if ok { consecutive + 1 } else { 0 };
         if !ok {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
-    assert_eq!(count_rows(&db, "beta"), 2, "the stale row is ignored, not required to be deleted");
+    assert_eq!(
+        count_rows(&db, "beta"),
+        2,
+        "the stale row is ignored, not required to be deleted"
+    );
 
     // Past the TTL by the database's own clock, resolution never picks the dead row (the calls
     // above could also succeed by retrying another instance).
@@ -105,11 +119,18 @@ async fn a_killed_sidecar_stops_being_chosen_after_its_ttl() {
     settings.insert("timeout".to_owned(), "1s".to_owned());
     let probe = SqliteResolver::start(
         SqliteSettings::from_configuration(&settings).unwrap(),
-        Registration { app_id: "probe".into(), namespace: "default".into(), address: "127.0.0.1:1".into() },
+        Registration {
+            app_id: "probe".into(),
+            namespace: "default".into(),
+            address: "127.0.0.1:1".into(),
+        },
     )
     .await
     .unwrap();
-    let target = AppTarget { app_id: "beta".into(), namespace: "default".into() };
+    let target = AppTarget {
+        app_id: "beta".into(),
+        namespace: "default".into(),
+    };
     for _ in 0..50 {
         let addr = probe.resolve(&target).await.unwrap();
         assert_eq!(&*addr, beta.internal_addr.to_string());
@@ -150,12 +171,15 @@ async fn sigterm_drains_deregisters_and_exits_zero() {
     })
     .await;
     let pid = child.0.id().to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
     assert!(killed.success());
     let status = tokio::task::spawn_blocking(move || child.0.wait())
-    .await
-    .unwrap()
-    .expect("wait for exit");
+        .await
+        .unwrap()
+        .expect("wait for exit");
     assert!(status.success(), "exit status {status:?}");
     assert_eq!(count_rows(&db, "beta"), 0);
 }

@@ -198,7 +198,11 @@ impl Invoker {
 
     async fn call_stream(&self, peer: &Peer, head: InternalInvokeRequest, body: Body) -> Outcome {
         let record = peer.streaming() == Streaming::Unknown;
-        let replay_limit = if record { self.settings.max_body.min(FIRST_CALL_REPLAY) } else { 0 };
+        let replay_limit = if record {
+            self.settings.max_body.min(FIRST_CALL_REPLAY)
+        } else {
+            0
+        };
         let (chunks, mut body_error, leftover) = RequestChunks::new(head, body, replay_limit);
         let mut client = peer.client.clone();
         let result = {
