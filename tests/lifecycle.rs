@@ -354,3 +354,86 @@ async fn max_concurrency_bounds_calls_into_the_app() {
     assert_eq!(second.await.unwrap().unwrap().status, StatusCode::OK);
     sidecar.stop().await;
 }
+
+#[tokio::test]
+async fn h2c_on_the_api_and_to_the_app() {
+    let mesh = Mesh::new();
+    let app = TestApp::start().await;
+    let sidecar = mesh
+        .sidecar("alpha", Some(app.port()), &["--app-protocol", "h2c"])
+        .await;
+    ready(&sidecar).await;
+    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Body>();
+    let req = http::Request::get(format!("{}/v1.0/invoke/alpha/method/h2", api(&sidecar)))
+        .body(Body::empty())
+        .unwrap();
+    let res = h2.request(req).await.expect("h2c request");
+    assert_eq!(res.version(), http::Version::HTTP_2);
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = http_body_util::BodyExt::collect(res.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let echo: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(echo["path"], "/h2");
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn unhealthy_app_is_not_called() {
+    let mesh = Mesh::new();
+    let app = TestApp::start().await;
+    let sidecar = mesh
+        .sidecar(
+            "alpha",
+            Some(app.port()),
+            &[
+                "--enable-app-health-check",
+                "--app-health-check-path",
+                "/status/503",
+                "--app-health-probe-interval",
+                "1",
+                "--app-health-threshold",
+                "1",
+            ],
+        )
+        .await;
+    let url = format!("{}/v1.0/invoke/alpha/method/anything", api(&sidecar));
+    let refusal = eventually("the probe marks the app unhealthy", || {
+        let url = url.clone();
+        async move {
+            let res = send(Method::GET, &url, &[], Body::empty()).await.ok()?;
+            (res.status == StatusCode::INTERNAL_SERVER_ERROR).then_some(res)
+        }
+    })
+    .await;
+    let body = refusal.json();
+    assert_eq!(body["errorCode"], "ERR_DIRECT_INVOKE");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("app is not in a healthy state"),
+        "{body}"
+    );
+    let md = send(
+        Method::GET,
+        &format!("{}/v1.0/metadata", api(&sidecar)),
+        &[],
+        Body::empty(),
+    )
+    .await
+    .unwrap()
+    .json();
+    assert_eq!(
+        md["appConnectionProperties"]["health"]["healthProbeInterval"],
+        "1s"
+    );
+    assert_eq!(
+        md["appConnectionProperties"]["health"]["healthCheckPath"],
+        "/status/503"
+    );
+    sidecar.stop().await;
+}

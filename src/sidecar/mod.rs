@@ -262,6 +262,10 @@ impl Sidecar {
             None => None,
         };
         lifecycle.mark_outbound_ready();
+        tracing::info!(
+            port = options.dapr_grpc_port,
+            "the gRPC API is not served by this version; --dapr-grpc-port is reserved for it"
+        );
         tracing::info!(app_id = %options.app_id, http = ?http_addrs, internal = %internal_addr, "sidecar started");
 
         let mut background = JoinSet::new();
