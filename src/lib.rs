@@ -12,4 +12,5 @@ pub mod lifecycle;
 pub mod proto;
 pub mod resolve;
 pub mod sidecar;
+pub mod state;
 pub mod telemetry;

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod state_conformance;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
