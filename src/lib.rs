@@ -10,6 +10,7 @@ pub mod http_path;
 pub mod invoke;
 pub mod lifecycle;
 pub mod proto;
+pub mod pubsub;
 pub mod resolve;
 pub mod sidecar;
 pub mod state;

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod pubsub_conformance;
 pub mod state_conformance;
 
 use std::collections::BTreeMap;
