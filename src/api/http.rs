@@ -58,6 +58,12 @@ impl Edge {
         let (mut parts, body) = req.into_parts();
         clean_uri(&mut parts.uri);
         let path = parts.uri.path().to_owned();
+        let request_bytes = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .or_else(|| http_body::Body::is_end_stream(&body).then_some(0));
 
         let res = match self.admit(&mut parts) {
             Err(Rejection::Token) => invalid_api_token(),
@@ -77,6 +83,12 @@ impl Edge {
         self.state
             .metrics
             .http_server(&method, &path, res.status().as_u16(), started.elapsed());
+        // Sizes are known only when declared; a streamed body is not counted rather than
+        // buffered to measure it.
+        let response_bytes = http_body::Body::size_hint(res.body()).exact();
+        self.state
+            .metrics
+            .http_server_body_sizes(request_bytes, response_bytes);
         res
     }
 

@@ -337,9 +337,10 @@ impl Sidecar {
 }
 
 /// Where the internal server binds: plaintext invocation is kept on loopback in standalone mode
-/// unless mTLS protects it or the user chose an address.
+/// unless the user chose an address. (`--enable-mtls` does not widen it: until mTLS is
+/// implemented, setting it must not expose plaintext invocation to the network.)
 fn internal_listen_ip(options: &Options) -> anyhow::Result<IpAddr> {
-    let default = if options.mode == "standalone" && !options.enable_mtls {
+    let default = if options.mode == "standalone" {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
     } else {
         IpAddr::V4(Ipv4Addr::UNSPECIFIED)
