@@ -1,13 +1,17 @@
 //! `state.redis` against real Redis servers: the shared conformance suite, a server restart
-//! under a live store, interop with daprd's storage layout, and startup failures.
+//! under a live store, interop with daprd's storage layout, startup failures, and TLS.
 //! Needs `redis-server` on PATH (Debian package `redis-server`); uses the machine's Redis on
-//! 127.0.0.1:6379 when one answers there, else starts its own.
+//! 127.0.0.1:6379 when one answers there, else starts its own. The TLS tests make their
+//! certificate with the `openssl` command (Debian package `openssl`).
 
 mod support;
 
+#[path = "state_redis/server.rs"]
+mod server;
+#[path = "state_redis/tls.rs"]
+mod tls;
+
 use std::collections::{BTreeMap, HashMap};
-use std::net::TcpStream as StdTcpStream;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +21,8 @@ use outrigger::state::redis::RedisStore;
 use outrigger::state::{
     Concurrency, Consistency, GetRequest, SetRequest, StateError, StateStore, Ttl,
 };
-use redis::Commands;
+
+use server::{shared_redis, Cleanup, RedisServer};
 
 fn component(metadata: &[(&str, &str)]) -> Component {
     Component {
@@ -59,109 +64,6 @@ fn set(key: &str, value: &'static str) -> SetRequest {
 
 fn prefix() -> String {
     format!("outrigger-test-{}", uuid::Uuid::new_v4())
-}
-
-/// A `redis-server` child on a loopback port, killed on drop.
-struct RedisServer {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    async fn start() -> Self {
-        let mut server = Self {
-            port: support::unused_port().await,
-            child: None,
-        };
-        server.restart().await;
-        server
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Starts the server (again) on the same port and waits until it answers PING.
-    async fn restart(&mut self) {
-        let port = self.port.to_string();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port,
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH (Debian package redis-server)");
-        self.child = Some(child);
-        let url = format!("redis://{}/", self.addr());
-        support::eventually("redis-server to answer PING", || {
-            let url = url.clone();
-            async move {
-                let client = redis::Client::open(url).ok()?;
-                let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-                redis::cmd("PING").query_async::<()>(&mut conn).await.ok()
-            }
-        })
-        .await;
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// The machine's Redis when it answers on 6379 (`None` = start our own).
-fn shared_redis() -> Option<String> {
-    let addr = "127.0.0.1:6379";
-    let sock = addr.parse().ok()?;
-    StdTcpStream::connect_timeout(&sock, Duration::from_secs(1)).ok()?;
-    let mut conn = redis::Client::open(format!("redis://{addr}/"))
-        .ok()?
-        .get_connection_with_timeout(Duration::from_secs(1))
-        .ok()?;
-    redis::cmd("PING").query::<()>(&mut conn).ok()?;
-    Some(addr.to_owned())
-}
-
-/// Deletes every key under a test's prefix when the test ends, passed or failed: the shared
-/// Redis keeps nobody else's data from being touched, and none of ours left behind.
-struct Cleanup {
-    addr: String,
-    prefix: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let Ok(client) = redis::Client::open(format!("redis://{}/", self.addr)) else {
-            return;
-        };
-        let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(2)) else {
-            return;
-        };
-        let keys: Vec<String> = conn
-            .scan_match::<_, String>(format!("{}*", self.prefix))
-            .map(|iter| iter.filter_map(Result::ok).collect())
-            .unwrap_or_default();
-        for key in keys {
-            let _: redis::RedisResult<()> = conn.del(&key);
-        }
-    }
 }
 
 #[tokio::test]
