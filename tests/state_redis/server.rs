@@ -4,7 +4,7 @@
 use std::net::TcpStream as StdTcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::Commands;
 
@@ -65,14 +65,20 @@ impl RedisServer {
         Self::start_with(Some(files)).await
     }
 
+    /// Tries a few ports: one picked free can still be taken before redis-server binds it.
     async fn start_with(tls: Option<TlsFiles>) -> Self {
         let mut server = Self {
-            port: support::unused_port().await,
+            port: 0,
             tls,
             child: None,
         };
-        server.restart().await;
-        server
+        for _ in 0..5 {
+            server.port = free_port();
+            if server.try_start().await.is_ok() {
+                return server;
+            }
+        }
+        panic!("redis-server did not start on any of 5 free ports");
     }
 
     pub fn addr(&self) -> String {
@@ -83,22 +89,25 @@ impl RedisServer {
         self.tls.as_ref()
     }
 
-    /// Starts the server (again) on the same port and waits until it serves.
+    /// Starts the server again on the same port and waits until it serves.
     pub async fn restart(&mut self) {
+        if let Err(why) = self.try_start().await {
+            panic!(
+                "redis-server did not come back on port {}: {why}",
+                self.port
+            );
+        }
+    }
+
+    async fn try_start(&mut self) -> Result<(), String> {
         let port = self.port.to_string();
         let mut cmd = Command::new("redis-server");
         cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
         match &self.tls {
             None => cmd.args(["--port", &port]),
             Some(files) => cmd
-                .args([
-                    "--port",
-                    "0",
-                    "--tls-port",
-                    &port,
-                    "--tls-auth-clients",
-                    "yes",
-                ])
+                .args(["--port", "0", "--tls-port", &port])
+                .args(["--tls-auth-clients", "yes"])
                 .args(pem_args(files.dir.path())),
         };
         let child = cmd
@@ -108,27 +117,59 @@ impl RedisServer {
             .expect("redis-server on PATH (Debian package redis-server)");
         self.child = Some(child);
         let addr = self.addr();
-        let plain = self.tls.is_none();
-        support::eventually("redis-server to serve", || {
-            let addr = addr.clone();
-            async move {
-                if !plain {
-                    // A TLS server wants a client certificate; accepting TCP is enough here,
-                    // and the store's own startup proves the handshake.
-                    return tokio::net::TcpStream::connect(&addr).await.ok().map(drop);
+        let deadline = Instant::now() + support::DEADLINE;
+        loop {
+            // A server that exits at once could not bind its port.
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.child = None;
+                    return Err(format!("redis-server exited with {status}"));
                 }
-                let client = redis::Client::open(format!("redis://{addr}/")).ok()?;
-                let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-                redis::cmd("PING").query_async::<()>(&mut conn).await.ok()
             }
-        })
-        .await;
+            if serves(&addr, self.tls.is_none()).await {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                self.kill();
+                return Err("no answer before the deadline".into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+}
+
+/// A plain server answers PING. A TLS server wants a client certificate, so accepting TCP is
+/// enough there; the store's own startup then proves the handshake.
+async fn serves(addr: &str, plain: bool) -> bool {
+    if !plain {
+        return tokio::net::TcpStream::connect(addr).await.is_ok();
+    }
+    let Ok(client) = redis::Client::open(format!("redis://{addr}/")) else {
+        return false;
+    };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return false;
+    };
+    redis::cmd("PING")
+        .query_async::<()>(&mut conn)
+        .await
+        .is_ok()
+}
+
+/// A loopback port below Linux's ephemeral range (32768 and up), so no outgoing connection
+/// takes it as its source port while a test restarts the server on it.
+fn free_port() -> u16 {
+    loop {
+        let port = rand::random_range(20_000..32_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
         }
     }
 }
