@@ -19,7 +19,7 @@ use bytes::Bytes;
 use outrigger::config::{Component, ComponentSource};
 use outrigger::state::redis::RedisStore;
 use outrigger::state::{
-    Concurrency, Consistency, GetRequest, SetRequest, StateError, StateStore, Ttl,
+    Concurrency, Consistency, GetRequest, Operation, SetRequest, StateError, StateStore, Ttl,
 };
 
 use server::{shared_redis, Cleanup, RedisServer};
@@ -234,6 +234,44 @@ async fn reads_and_writes_daprds_layout() {
         store.set(garbage).await,
         Err(StateError::EtagInvalid(_))
     ));
+}
+
+/// Inputs that would make a command fail inside the write script (where Redis cannot undo
+/// earlier writes) are handled before it: an absurd TTL is clamped, another type is replaced.
+#[tokio::test]
+async fn transactions_survive_odd_inputs() {
+    let server = RedisServer::start().await;
+    let store = RedisStore::open(&component(&[("redisHost", &server.addr())]))
+        .await
+        .expect("open store");
+    let client = redis::Client::open(format!("redis://{}/", server.addr())).unwrap();
+    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("RPUSH")
+        .arg("app||a-list")
+        .arg("x")
+        .query_async::<()>(&mut raw)
+        .await
+        .unwrap();
+    let mut forever_ish = set("app||far", "1");
+    forever_ish.ttl = Some(Ttl::Expire(Duration::MAX));
+    store
+        .transact(
+            vec![
+                Operation::Upsert(forever_ish),
+                Operation::Upsert(set("app||a-list", "2")),
+            ],
+            HashMap::new(),
+        )
+        .await
+        .expect("transaction");
+    let ttl: i64 = redis::cmd("TTL")
+        .arg("app||far")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(ttl > 0, "{ttl}");
+    let item = store.get(get("app||a-list")).await.unwrap().unwrap();
+    assert_eq!(item.value, "2");
 }
 
 #[tokio::test]

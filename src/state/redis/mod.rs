@@ -28,9 +28,14 @@ use self::scripts::Scripts;
 use self::settings::Settings;
 use crate::config::Component;
 use crate::state::{
-    Consistency, DeleteRequest, Feature, GetRequest, Item, Operation, SetRequest, StateError,
-    StateStore, Ttl,
+    Concurrency, Consistency, DeleteRequest, Feature, GetRequest, Item, Operation, SetRequest,
+    StateError, StateStore, Ttl,
 };
+
+/// The longest expiry we pass to `EXPIRE` (about 31,700 years). Redis rejects seconds whose
+/// millisecond deadline overflows, and an error inside the write script would come after earlier
+/// writes it cannot undo, so larger TTLs are clamped here instead.
+const MAX_TTL_SECS: i64 = 1_000_000_000_000;
 
 /// How long `WAIT` may hold a strongly consistent write for replicas (daprd's 1000 ms).
 const REPLICA_WAIT_MS: u64 = 1000;
@@ -167,18 +172,19 @@ impl RedisStore {
         let ttl = match req.ttl {
             // EXPIRE takes whole seconds; round up so a sub-second TTL still expires.
             Some(Ttl::Expire(d)) => Some(
-                i64::try_from(d.as_secs() + u64::from(d.subsec_nanos() > 0))
+                i64::try_from(d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0)))
                     .unwrap_or(i64::MAX)
                     .max(1),
             ),
             Some(Ttl::Never) => Some(-1),
             None => self.settings.default_ttl,
-        };
+        }
+        .map(|secs| secs.min(MAX_TTL_SECS));
         Ok(WriteOp {
             etag: etag_arg(req.etag)?,
             key: req.key,
             value: Some(req.value),
-            first_write: req.concurrency == crate::state::Concurrency::FirstWrite,
+            first_write: req.concurrency == Concurrency::FirstWrite,
             ttl,
             strong: req.consistency == Consistency::Strong,
         })

@@ -43,6 +43,10 @@ return {1, fields[1], fields[2], redis.call("PTTL", key)}
 /// 5. expiry: `""` leaves it as it is, `<= 0` persists (`PERSIST`), `> 0` is seconds (`EXPIRE`),
 ///    exactly as daprd decides between `EXPIRE` and `PERSIST`.
 ///
+/// Nothing in the apply phase may fail, because Redis does not undo a script's earlier writes
+/// when a later command errors: every input that could make a command fail is checked first
+/// (here, or by the caller: `ttl` is an integer small enough for `EXPIRE`).
+///
 /// Returns 0 when everything applied, or the 1-based index of the first operation whose check
 /// failed, in which case nothing was written. Checks run first, in order, against the state the
 /// earlier operations of the batch would leave, so "upsert then upsert with the old etag" fails
@@ -128,9 +132,8 @@ for i = 1, #KEYS do
     end
     local ttl = ARGV[b + 5]
     if ttl ~= "" then
-      local seconds = tonumber(ttl)
-      if seconds > 0 then
-        redis.call("EXPIRE", key, seconds)
+      if tonumber(ttl) > 0 then
+        redis.call("EXPIRE", key, ttl)
       else
         redis.call("PERSIST", key)
       end
