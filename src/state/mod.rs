@@ -10,6 +10,7 @@ use futures_util::future::BoxFuture;
 
 mod error;
 pub mod query;
+pub mod redis;
 
 pub use error::StateError;
 
