@@ -42,7 +42,13 @@ impl TestDb {
         let admin =
             match tokio::time::timeout(Duration::from_secs(10), connect(&admin_conn_str())).await {
                 Ok(Ok(client)) => client,
-                Ok(Err(e)) => panic!("{}", needs_postgres(&e.to_string())),
+                Ok(Err(e)) => {
+                    let cause = std::error::Error::source(&e).map(|c| format!(": {c}"));
+                    panic!(
+                        "{}",
+                        needs_postgres(&format!("{e}{}", cause.unwrap_or_default()))
+                    )
+                }
                 Err(_) => panic!("{}", needs_postgres("no answer within 10s")),
             };
         let name = format!("outrigger_test_{}", uuid::Uuid::new_v4().simple());
