@@ -9,6 +9,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 
 mod error;
+pub mod postgres;
 pub mod query;
 pub mod redis;
 
