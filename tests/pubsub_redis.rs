@@ -97,9 +97,9 @@ impl Drop for Streams {
         else {
             return;
         };
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}*", self.prefix))
-            .query(&mut conn)
+        // SCAN, not KEYS: the shared Redis may hold much more than our streams.
+        let keys: Vec<String> = redis::Commands::scan_match(&mut conn, format!("{}*", self.prefix))
+            .map(|keys| keys.filter_map(Result::ok).collect())
             .unwrap_or_default();
         if !keys.is_empty() {
             let _: Result<i64, _> = redis::cmd("DEL").arg(&keys).query(&mut conn);
@@ -331,6 +331,162 @@ async fn consumer_recovers_after_redis_restart() {
     let msg = recv(&mut rx, "the message published after the restart").await;
     assert_eq!(msg.data, "after");
 
+    sub.stop().await;
+    pubsub.close().await;
+}
+
+/// `stop` releases the reader's blocked `XREADGROUP`, so a message published right after it is
+/// not handed to a reader that is gone (where it would wait `processingTimeout` for a reclaim):
+/// it stays unread in the group and the next subscription gets it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_releases_the_blocked_read() {
+    let port = support::unused_port().await;
+    let host = format!("127.0.0.1:{port}");
+    let _server = RedisServer::start(port).await;
+    let mut conn = raw(&host).await;
+    let pubsub = broker(
+        &host,
+        &[("consumerID", "stop-group"), ("readTimeout", "10s")],
+    )
+    .await;
+    let (handler, mut rx) = forwarding();
+    let sub = pubsub
+        .subscribe(subscribe_req("stop-topic"), handler)
+        .await
+        .expect("subscribe");
+    support::eventually("the reader to block in XREADGROUP", || {
+        let mut conn = conn.clone();
+        async move {
+            let clients: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .query_async(&mut conn)
+                .await
+                .ok()?;
+            clients
+                .lines()
+                .any(|l| l.contains("cmd=xreadgroup") && l.contains("flags=b"))
+                .then_some(())
+        }
+    })
+    .await;
+
+    let started = Instant::now();
+    sub.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "stop waited for the 10s BLOCK: {:?}",
+        started.elapsed()
+    );
+    pubsub
+        .publish(publish_req("stop-topic", "after-stop"))
+        .await
+        .expect("publish");
+    let pending: Vec<redis::Value> = redis::cmd("XPENDING")
+        .arg("stop-topic")
+        .arg("stop-group")
+        .query_async(&mut conn)
+        .await
+        .expect("XPENDING");
+    assert_eq!(pending.first(), Some(&redis::Value::Int(0)), "{pending:?}");
+    assert!(rx.try_recv().is_err(), "nothing is handled after stop");
+
+    let (handler, mut rx) = forwarding();
+    let sub = pubsub
+        .subscribe(subscribe_req("stop-topic"), handler)
+        .await
+        .expect("resubscribe");
+    let msg = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("delivered at once, not after processingTimeout")
+        .expect("channel open");
+    assert_eq!(msg.data, "after-stop");
+    sub.stop().await;
+    pubsub.close().await;
+}
+
+/// A handler call that outlives `processingTimeout` is abandoned, not acked, and the message is
+/// redelivered (daprd cancels the handler's context at that deadline).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_handler_is_abandoned_and_the_message_redelivered() {
+    let streams = Streams::new("hung");
+    let topic = format!("{}-t", streams.prefix);
+    let pubsub = broker(SHARED_REDIS, &[("consumerID", "hung-group")]).await;
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let handler: Handler = {
+        let calls = calls.clone();
+        Arc::new(move |msg: Message| {
+            let first = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+            let tx = tx.clone();
+            Box::pin(async move {
+                if first {
+                    std::future::pending::<()>().await;
+                }
+                let _ = tx.send(msg);
+                Ok(())
+            })
+        })
+    };
+    let mut req = subscribe_req(&topic);
+    req.metadata
+        .insert("processingTimeout".into(), "300ms".into());
+    req.metadata
+        .insert("redeliverInterval".into(), "100ms".into());
+    let sub = pubsub.subscribe(req, handler).await.expect("subscribe");
+    pubsub
+        .publish(publish_req(&topic, "stuck"))
+        .await
+        .expect("publish");
+    assert_eq!(recv(&mut rx, "the redelivered message").await.data, "stuck");
+    assert!(calls.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    sub.stop().await;
+    pubsub.close().await;
+}
+
+/// Handler calls never exceed the smaller of the subscription's `max_concurrency` and the
+/// component's `concurrency`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_concurrency_is_bounded() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let streams = Streams::new("bounded");
+    let topic = format!("{}-t", streams.prefix);
+    let pubsub = broker(
+        SHARED_REDIS,
+        &[("consumerID", "bounded-group"), ("concurrency", "3")],
+    )
+    .await;
+    let (running, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let handler: Handler = {
+        let (running, peak) = (running.clone(), peak.clone());
+        Arc::new(move |msg: Message| {
+            let (running, peak, tx) = (running.clone(), peak.clone(), tx.clone());
+            Box::pin(async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                // Hold the slot a little so calls overlap if the bound allowed it.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+                let _ = tx.send(msg);
+                Ok(())
+            })
+        })
+    };
+    let mut req = subscribe_req(&topic);
+    req.max_concurrency = 2;
+    let sub = pubsub.subscribe(req, handler).await.expect("subscribe");
+    let failed = pubsub
+        .bulk_publish(
+            (0..12)
+                .map(|i| publish_req(&topic, i.to_string()))
+                .collect(),
+        )
+        .await;
+    assert!(failed.is_empty(), "{failed:?}");
+    for _ in 0..12 {
+        recv(&mut rx, "every message").await;
+    }
+    assert!(peak.load(Ordering::SeqCst) <= 2, "peak {peak:?}");
     sub.stop().await;
     pubsub.close().await;
 }
