@@ -11,6 +11,15 @@
 //!   (`XPENDING`) and entries idle for `processingTimeout` are claimed (`XCLAIM`, which works on
 //!   Redis 5+, not `XAUTOCLAIM`) and handled again: nacked messages, timed-out handler calls and
 //!   messages held by a consumer that died.
+//! - A handler call gets `processingTimeout` (when redelivery is on): past it the call's future
+//!   is dropped and the message left pending for redelivery, as daprd cancels the handler's
+//!   context at that deadline. `stop` therefore waits at most that long for in-flight calls.
+//! - Across a Redis restart without persistence, what was in Redis is gone: messages published
+//!   and not yet acked before the restart are lost. Guaranteed: publishes fail fast while it is
+//!   away, and afterwards consumers reconnect, recreate their group (from `0`, so nothing
+//!   published after the restart is missed) and deliver new messages by themselves. With
+//!   persistence (AOF/RDB) the group and its pending entries survive, up to the last write the
+//!   server saved, and are reclaimed as usual.
 //! - Consumer naming is daprd's: `consumerID` is both the group and the consumer name. Replicas
 //!   sharing one name still split the work, because `XREADGROUP ... >` hands each new entry to
 //!   exactly one reader; and since reclaiming scans the whole group, not one consumer, a crashed
