@@ -13,8 +13,12 @@ use tokio_util::sync::CancellationToken;
 
 mod error;
 pub mod redis;
+pub mod registry;
+pub mod scopes;
 
 pub use error::PubSubError;
+pub use registry::{PubSubComponent, PubSubs};
+pub use scopes::TopicScopes;
 
 /// What a broker can do, as daprd reports it in metadata (`capabilities`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
