@@ -175,7 +175,7 @@ fn run(args: &Args, dir: &Path) -> anyhow::Result<()> {
                     bail!("sidecar {} exited during the run ({status})", s.app_id);
                 }
             }
-            std::thread::sleep(Duration::from_millis(300));
+            settle(&scenarios);
         }
         for ((s, _), f) in sidecars.iter().zip(&mut figures) {
             let peak = kib_to_mb(procs::memory(s.pid())?.hwm_kib);
@@ -186,9 +186,8 @@ fn run(args: &Args, dir: &Path) -> anyhow::Result<()> {
     let mut meta = meta(&bin, args.quick, hz, hz_assumed)?;
     meta.load_before = load_before;
     meta.load_after = results::load_average();
-    if let Some(note) = busy_note(&meta) {
-        notes.push(note);
-    }
+    notes.extend(busy_note(&meta));
+    notes.extend(realtime_note(&meta));
 
     let results = Results {
         meta,
@@ -198,7 +197,19 @@ fn run(args: &Args, dir: &Path) -> anyhow::Result<()> {
         ready_ms,
         notes,
     };
-    write(args, &results, old.as_ref())
+    write(args, &results, old.as_ref())?;
+    // Not a timing assertion: a scenario that answered nothing at the gentlest rate means the
+    // harness or the sidecar is broken, which a CI smoke run must report.
+    let first = &results.phases[0].key;
+    if let Some(dead) = results.rows.iter().find(|r| &r.phase == first && r.ok == 0) {
+        bail!(
+            "{} answered no request at {} (first error: {})",
+            dead.scenario,
+            first,
+            dead.first_error.as_deref().unwrap_or("none")
+        );
+    }
+    Ok(())
 }
 
 /// Runs one scenario in one phase and reads the proxies' CPU time around the measured window.
@@ -248,6 +259,26 @@ fn measure(
         _ => None,
     };
     Ok(Row::new(sc.name, phase, &outcome, cpu_s))
+}
+
+/// Waits (at most 10 s) until no proxy has used CPU for 200 ms: a scenario that fell behind
+/// may still be working off its backlog, which would disturb the next row.
+fn settle(scenarios: &[Scenario]) {
+    let pids: Vec<u32> = scenarios
+        .iter()
+        .flat_map(|s| s.proxy_pids.clone())
+        .collect();
+    let ticks = || -> u64 { pids.iter().filter_map(|p| procs::cpu_ticks(*p).ok()).sum() };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut last = ticks();
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = ticks();
+        if now == last {
+            return;
+        }
+        last = now;
+    }
 }
 
 /// Caveats worth reading next to the numbers.
@@ -312,6 +343,22 @@ fn meta(bin: &Path, quick: bool, clk_tck: u64, clk_tck_assumed: bool) -> anyhow:
         load_after: None,
         scheduling: procs::scheduling(),
     })
+}
+
+/// Under real-time scheduling the kernel throttles RT tasks that saturate the CPUs (by default
+/// 50 ms of every second), which shows up as ~50 ms stalls in closed-loop tails.
+fn realtime_note(meta: &Meta) -> Option<String> {
+    let policy = meta.scheduling.as_deref()?;
+    if !(policy.starts_with("SCHED_RR") || policy.starts_with("SCHED_FIFO")) {
+        return None;
+    }
+    let runtime = std::fs::read_to_string("/proc/sys/kernel/sched_rt_runtime_us").ok()?;
+    let period = std::fs::read_to_string("/proc/sys/kernel/sched_rt_period_us").ok()?;
+    Some(format!(
+        "Run under {policy}: the kernel lets real-time tasks use {} of every {} µs, so rows that saturate both cores (closed loop, or a rate a scenario cannot sustain) include stalls of up to the remainder in their p99.9 and max.",
+        runtime.trim(),
+        period.trim()
+    ))
 }
 
 /// Says so when other work was running: a 1-minute load above half the cores before or after.

@@ -6,7 +6,7 @@ use crate::results::{Phase, Results, Row};
 use crate::targets::{self, added};
 
 const LATENCY_HEAD: &str = "| scenario | p50 | p90 | p99 | p99.9 | max | achieved rps | errors | pool waits | proxy CPU s / 1k req |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
-const ADDED_HEAD: &str = "| scenario | +p50 | +p90 | +p99 | +p99.9 | +max | ×nginx p50 | ×nginx p90 | ×nginx p99 | ×nginx p99.9 |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
+const ADDED_HEAD: &str = "| scenario | +p50 | +p90 | +p99 | +p99.9 | ×nginx p50 | ×nginx p90 | ×nginx p99 | ×nginx p99.9 |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|\n";
 
 pub fn render(r: &Results) -> String {
     let mut md = String::new();
@@ -133,19 +133,20 @@ fn phase_section(md: &mut String, r: &Results, phase: &Phase) {
         let Some(a) = added(r, &row.scenario, &phase.key) else {
             continue;
         };
+        // A ratio only means something when nginx added a positive amount.
         let ratio = |i: usize| match nginx {
+            Some(n) if n[i] > 0.0 && a[i] / n[i] >= 100.0 => format!("{:.0}", a[i] / n[i]),
             Some(n) if n[i] > 0.0 => format!("{:.2}", a[i] / n[i]),
             _ => "—".to_owned(),
         };
         let _ = writeln!(
             md,
-            "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {} | {} | {} |",
+            "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {} | {} | {} |",
             row.scenario,
             a[0],
             a[1],
             a[2],
             a[3],
-            a[4],
             ratio(0),
             ratio(1),
             ratio(2),
