@@ -234,9 +234,11 @@ impl Sidecar {
             .max_encoding_message_size(max_message);
         let internal_stop = stop.clone();
         servers.spawn(async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(internal);
+            // tonic applies `tcp_nodelay` only to listeners it binds itself; without it every
+            // response waits on Nagle + delayed ACK (~1 ms per hop).
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(internal).with_nodelay(Some(true));
             let result = tonic::transport::Server::builder()
-                .tcp_nodelay(true)
                 .http2_adaptive_window(Some(true))
                 .add_service(internal_service)
                 .serve_with_incoming_shutdown(incoming, internal_stop.cancelled_owned())

@@ -1,0 +1,197 @@
+//! Renders a run as `RESULTS.md`. benches/README.md explains every column.
+
+use std::fmt::Write as _;
+
+use crate::results::{Phase, Results, Row};
+use crate::targets::{self, added};
+
+const LATENCY_HEAD: &str = "| scenario | p50 | p90 | p99 | p99.9 | max | achieved rps | errors | pool waits | proxy CPU s / 1k req |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
+const ADDED_HEAD: &str = "| scenario | +p50 | +p90 | +p99 | +p99.9 | ×nginx p50 | ×nginx p90 | ×nginx p99 | ×nginx p99.9 |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|\n";
+
+pub fn render(r: &Results) -> String {
+    let mut md = String::new();
+    let m = &r.meta;
+    md.push_str("# Outrigger mesh benchmark results\n\n");
+    md.push_str("Written by `cargo bench --bench mesh` (see [README.md](README.md) for what every column means).\n\n");
+    let _ = writeln!(md, "- date: {}", m.date);
+    let _ = writeln!(
+        md,
+        "- machine: {} cores{}{}",
+        m.cores,
+        m.cpu_model
+            .as_deref()
+            .map_or(String::new(), |c| format!(", {c}")),
+        m.kernel
+            .as_deref()
+            .map_or(String::new(), |k| format!(", Linux {k}"))
+    );
+    let _ = writeln!(
+        md,
+        "- git commit: {}",
+        m.git_commit.as_deref().unwrap_or("unknown")
+    );
+    let _ = writeln!(
+        md,
+        "- sidecar: {} build, binary {:.1} MB",
+        m.sidecar_build,
+        m.binary_bytes as f64 / 1e6
+    );
+    let _ = writeln!(
+        md,
+        "- nginx: {}",
+        m.nginx
+            .as_deref()
+            .map_or("not installed (row skipped)".to_owned(), |v| format!(
+                "{v}, 1 worker, keep-alive upstream"
+            ))
+    );
+    let _ = writeln!(
+        md,
+        "- mode: {}; latencies in ms; client, app, proxies all share the same cores",
+        if m.quick {
+            "quick (CI smoke run: numbers are not meaningful)"
+        } else {
+            "full"
+        }
+    );
+    let _ = writeln!(
+        md,
+        "- load average (1/5/15 min) before: {}, after: {}",
+        m.load_before.as_deref().unwrap_or("?"),
+        m.load_after.as_deref().unwrap_or("?")
+    );
+    let _ = writeln!(
+        md,
+        "- scheduling of the harness and every process it started: {}",
+        m.scheduling.as_deref().unwrap_or("unknown")
+    );
+    if m.clk_tck_assumed {
+        md.push_str("- CPU figures assume 100 clock ticks per second (`getconf CLK_TCK` failed)\n");
+    }
+    for phase in &r.phases {
+        phase_section(&mut md, r, phase);
+    }
+    resources(&mut md, r);
+    md.push_str("\n## Targets (issue 3; reported, not enforced)\n\n| target | measured | met |\n|---|---|---|\n");
+    for c in targets::checks(r) {
+        let met = match c.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "n/a",
+        };
+        let _ = writeln!(md, "| {} | {} | {met} |", c.goal, c.measured);
+    }
+    if !r.notes.is_empty() {
+        md.push_str("\n## Notes\n\n");
+        for note in &r.notes {
+            let _ = writeln!(md, "- {note}");
+        }
+    }
+    md
+}
+
+fn phase_section(md: &mut String, r: &Results, phase: &Phase) {
+    let how = match phase.rps {
+        Some(_) => format!("open loop, {} keep-alive connections", phase.connections),
+        None => format!("closed loop, {} requests in flight", phase.connections),
+    };
+    let _ = write!(
+        md,
+        "\n## {} ({how}; {} s measured after {} s warm-up)\n\n{LATENCY_HEAD}",
+        phase.title, phase.measure_s, phase.warmup_s
+    );
+    let rows: Vec<&Row> = r.rows.iter().filter(|x| x.phase == phase.key).collect();
+    for row in &rows {
+        let p = row.percentiles();
+        let cpu = row
+            .cpu_s_per_1k
+            .map_or("—".to_owned(), |c| format!("{c:.3}"));
+        let _ = writeln!(
+            md,
+            "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.0} | {} | {} | {cpu} |",
+            row.scenario,
+            p[0],
+            p[1],
+            p[2],
+            p[3],
+            p[4],
+            row.achieved_rps,
+            row.errors,
+            row.pool_waits
+        );
+    }
+    if let Some(lag) = rows.iter().filter_map(|x| x.lag_p99_ms).reduce(f64::max) {
+        let _ = writeln!(
+            md,
+            "\nDispatcher lateness p99 (in every row, also `direct`): {lag:.3} ms."
+        );
+    }
+    md.push_str("\nAdded over `direct` (ms), and as a multiple of nginx's added latency:\n\n");
+    md.push_str(ADDED_HEAD);
+    let nginx = added(r, "nginx", &phase.key);
+    for row in rows.iter().filter(|x| x.scenario != "direct") {
+        let Some(a) = added(r, &row.scenario, &phase.key) else {
+            continue;
+        };
+        // A ratio only means something when nginx added a positive amount.
+        let ratio = |i: usize| match nginx {
+            Some(n) if n[i] > 0.0 && a[i] / n[i] >= 100.0 => format!("{:.0}", a[i] / n[i]),
+            Some(n) if n[i] > 0.0 => format!("{:.2}", a[i] / n[i]),
+            _ => "—".to_owned(),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {} | {} | {} |",
+            row.scenario,
+            a[0],
+            a[1],
+            a[2],
+            a[3],
+            ratio(0),
+            ratio(1),
+            ratio(2),
+            ratio(3)
+        );
+    }
+    if phase.rps.is_none() {
+        if let Some(n) = r.row("nginx", &phase.key) {
+            md.push_str("\nThroughput as a multiple of nginx's: ");
+            let parts: Vec<String> = rows
+                .iter()
+                .map(|x| format!("{} {:.2}", x.scenario, x.achieved_rps / n.achieved_rps))
+                .collect();
+            md.push_str(&parts.join(", "));
+            md.push('\n');
+        }
+    }
+}
+
+fn resources(md: &mut String, r: &Results) {
+    md.push_str("\n## Sidecar resources\n\n| sidecar | role | ready (ms) | RSS idle (MB) | anon / file (MB) |");
+    for p in &r.phases {
+        let _ = write!(md, " RSS peak to {} (MB) |", p.title);
+    }
+    md.push_str("\n|---|---|--:|--:|--:|");
+    md.push_str(&"--:|".repeat(r.phases.len()));
+    md.push('\n');
+    for s in &r.sidecars {
+        let _ = write!(
+            md,
+            "| {} | {} | {:.1} | {:.1} | {:.1} / {:.1} |",
+            s.app_id, s.role, s.ready_ms, s.rss_idle_mb, s.rss_idle_anon_mb, s.rss_idle_file_mb
+        );
+        for p in &r.phases {
+            let v = s.rss_peak_mb.get(&p.key);
+            let _ = write!(md, " {} |", v.map_or("—".to_owned(), |v| format!("{v:.1}")));
+        }
+        md.push('\n');
+    }
+    if let Some(med) = targets::median(&r.ready_ms) {
+        let max = r.ready_ms.iter().copied().fold(0.0, f64::max);
+        let _ = writeln!(
+            md,
+            "\nStart to `/v1.0/healthz/outbound` = 204 over {} starts: median {med:.1} ms, max {max:.1} ms.",
+            r.ready_ms.len()
+        );
+    }
+}
