@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod state_conformance;
+pub mod state_http;
 
 use std::collections::BTreeMap;
 use std::future::Future;

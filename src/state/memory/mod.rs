@@ -90,11 +90,6 @@ impl MemoryStore {
     pub fn stored_len(&self) -> usize {
         self.shared.lock().len()
     }
-
-    /// Drops every expired item now; returns how many.
-    pub fn purge_expired(&self) -> usize {
-        self.shared.purge(SystemTime::now())
-    }
 }
 
 impl Drop for Shared {
@@ -110,11 +105,8 @@ impl Shared {
         self.items.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn purge(&self, now: SystemTime) -> usize {
-        let mut items = self.lock();
-        let before = items.len();
-        items.retain(|_, e| e.is_live(now));
-        before - items.len()
+    fn purge(&self, now: SystemTime) {
+        self.lock().retain(|_, e| e.is_live(now));
     }
 }
 

@@ -62,6 +62,8 @@ pub struct States {
 }
 
 struct Entry {
+    /// The component name as the metrics label.
+    label: Arc<str>,
     store: Arc<dyn StateStore>,
     prefix: KeyPrefix,
     /// `ttlInSeconds` from the component, for stores where daprd honours it.
@@ -170,6 +172,7 @@ async fn open_entry(component: &Component, ctx: &StatesContext) -> Result<Entry,
         .await
         .map_err(|_| OpenError::Timeout(timeout))??;
     Ok(Entry {
+        label: Arc::from(component.name.as_str()),
         store,
         prefix,
         default_ttl,

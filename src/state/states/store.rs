@@ -55,10 +55,14 @@ impl<'a> StoreRef<'a> {
     ) -> Result<T, StateError> {
         let started = Instant::now();
         let result = call.await;
+        self.record(op, result.is_ok(), started);
+        result
+    }
+
+    fn record(&self, op: MetricOp, success: bool, started: Instant) {
         self.states
             .metrics
-            .state(self.name, op.as_str(), result.is_ok(), started.elapsed());
-        result
+            .state(&self.entry.label, op.as_str(), success, started.elapsed());
     }
 
     fn stored_key(&self, key: &str) -> Result<String, StatesError> {
@@ -202,12 +206,7 @@ impl<'a> StoreRef<'a> {
         // Each key's failure is its own; the bulk read as a whole succeeds.
         let started = Instant::now();
         let results = reads.await;
-        self.states.metrics.state(
-            self.name,
-            MetricOp::BulkGet.as_str(),
-            true,
-            started.elapsed(),
-        );
+        self.record(MetricOp::BulkGet, true, started);
         Ok(req
             .keys
             .into_iter()

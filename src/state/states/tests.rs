@@ -184,6 +184,25 @@ async fn failed_stores_fail_startup_unless_ignored() {
 }
 
 #[tokio::test]
+async fn store_wide_default_ttl_is_validated_where_daprd_reads_it() {
+    // Redis reads `ttlInSeconds` from its component; a bad one fails before connecting.
+    let err = States::open(
+        &[component("r", "state.redis", &[("ttlInSeconds", "soon")])],
+        ctx(&mut Registry::default()),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err.error, OpenError::Metadata(_)), "{err}");
+    // The in-memory store has no such setting in daprd, so it is ignored there.
+    states(&[component(
+        "m",
+        "state.in-memory",
+        &[("ttlInSeconds", "soon")],
+    )])
+    .await;
+}
+
+#[tokio::test]
 async fn capabilities_add_actor_for_etag_and_transactions() {
     let s = states(&[component("s", "state.in-memory", &[])]).await;
     let caps = s.capabilities("s").unwrap();

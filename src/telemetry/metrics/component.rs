@@ -45,17 +45,18 @@ impl ComponentMetrics {
     }
 
     /// One call on the state component `component`; `operation` is daprd's label (`get`,
-    /// `set`, `delete`, `bulk_get`, `bulk_delete`, `transaction`, `query`).
+    /// `set`, `delete`, `bulk_get`, `bulk_delete`, `transaction`, `query`). The name is shared
+    /// so that recording a call does not copy it.
     pub fn state(
         &self,
-        component: &str,
+        component: &Arc<str>,
         operation: &'static str,
         success: bool,
         elapsed: Duration,
     ) {
         let labels = ComponentStateLabels {
             app_id: self.app_id.clone(),
-            component: LabelStr(component.to_owned()),
+            component: LabelStr(component.clone()),
             namespace: self.namespace.clone(),
             operation,
             success: if success { "true" } else { "false" },

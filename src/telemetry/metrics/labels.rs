@@ -128,7 +128,7 @@ pub fn method_label(method: &http::Method) -> &'static str {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ComponentStateLabels {
     pub(crate) app_id: AppId,
-    pub(crate) component: LabelStr<String>,
+    pub(crate) component: LabelStr<Arc<str>>,
     pub(crate) namespace: AppId,
     pub(crate) operation: &'static str,
     pub(crate) success: &'static str,
