@@ -10,7 +10,7 @@ use futures_util::StreamExt as _;
 
 use super::error::{has, MetricOp};
 use super::types::{
-    BulkEntry, BulkGet, DeleteState, GetState, QueryOutcome, SaveState, StateEntry,
+    BulkEntry, BulkGet, DeleteState, GetState, QueryOutcome, SaveState, StateEntry, StateOptions,
     TransactionOperation,
 };
 use super::{Entry, States, StatesError};
@@ -152,13 +152,19 @@ impl<'a> StoreRef<'a> {
         })
     }
 
-    fn delete_request(&self, req: DeleteState, key: String) -> Result<DeleteRequest, StateError> {
+    /// Builds the store request for one delete under its stored key.
+    fn delete_request(
+        key: String,
+        etag: Option<String>,
+        options: &StateOptions,
+        metadata: HashMap<String, String>,
+    ) -> Result<DeleteRequest, StateError> {
         Ok(DeleteRequest {
             key,
-            etag: req.etag.filter(|e| !e.is_empty()),
-            concurrency: options::concurrency(&req.options.concurrency)?,
-            consistency: options::consistency(&req.options.consistency)?,
-            metadata: req.metadata,
+            etag: etag.filter(|e| !e.is_empty()),
+            concurrency: options::concurrency(&options.concurrency)?,
+            consistency: options::consistency(&options.consistency)?,
+            metadata,
         })
     }
 
@@ -171,7 +177,8 @@ impl<'a> StoreRef<'a> {
             key: key.clone(),
             source,
         };
-        let request = self.delete_request(req, stored).map_err(delete_error)?;
+        let request = Self::delete_request(stored, req.etag, &req.options, req.metadata)
+            .map_err(delete_error)?;
         self.timed(MetricOp::Delete, self.store().delete(request))
             .await
             .map_err(delete_error)
@@ -262,19 +269,8 @@ impl<'a> StoreRef<'a> {
             .zip(keys)
             .map(|(op, key)| match op.operation.as_str() {
                 "delete" => {
-                    let SaveState {
-                        etag,
-                        options,
-                        metadata,
-                        ..
-                    } = op.request;
-                    let delete = DeleteState {
-                        key: String::new(),
-                        etag,
-                        options,
-                        metadata,
-                    };
-                    self.delete_request(delete, key)
+                    let r = op.request;
+                    Self::delete_request(key, r.etag, &r.options, r.metadata)
                         .map(crate::state::Operation::Delete)
                 }
                 _ => self
