@@ -50,6 +50,12 @@ async fn a_killed_sidecar_stops_being_chosen_after_its_ttl() {
     let dead_app = TestApp::start().await;
     let mut args = mesh.args("beta", Some(dead_app.port()));
     args.remove(0);
+    // Its own internal port: with the derived stable port, the live beta below could come back on
+    // the same address and take over the dead row, and the test would prove nothing.
+    args.extend([
+        "--dapr-internal-grpc-port".to_owned(),
+        unused_port().await.to_string(),
+    ]);
     let mut doomed = Process(
         Command::new(env!("CARGO_BIN_EXE_outrigger"))
             .args(&args)

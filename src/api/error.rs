@@ -1,15 +1,111 @@
 //! One error type for the app-facing API: Dapr's `errorCode`, message and HTTP status, rendered
-//! as `{"errorCode": "...", "message": "..."}` exactly as daprd does.
+//! as `{"errorCode": "...", "message": "..."}` exactly as daprd does, plus the `details` list of
+//! daprd's rich errors (dapr/kit `errors`) when an error carries any.
+
+use std::collections::BTreeMap;
 
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, StatusCode};
+use serde::Serialize;
 
-/// An error answered to the app, in daprd's legacy `APIError` shape.
+/// An error answered to the app: daprd's legacy `APIError` shape when `details` is empty, its
+/// rich error shape otherwise.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// `google.rpc` error details, in the order daprd adds them.
+    pub details: Vec<ErrorDetail>,
+}
+
+/// One `google.rpc` error detail as dapr/kit renders it in JSON: `@type` plus snake-case fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorDetail {
+    /// `domain` is always `dapr.io`. `metadata: None` renders as `null`, as Go does for a nil map.
+    ErrorInfo {
+        reason: String,
+        metadata: Option<BTreeMap<String, String>>,
+    },
+    ResourceInfo {
+        resource_type: String,
+        resource_name: String,
+        owner: String,
+        description: String,
+    },
+    /// `(field, description)` pairs.
+    BadRequest {
+        field_violations: Vec<(String, String)>,
+    },
+    /// `(url, description)` pairs.
+    Help { links: Vec<(String, String)> },
+}
+
+const TYPE_PREFIX: &str = "type.googleapis.com/google.rpc.";
+const DOMAIN: &str = "dapr.io";
+
+impl ErrorDetail {
+    /// dapr/kit builds each detail as a Go map, so keys come out sorted; serde_json's map is
+    /// sorted too.
+    fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            Self::ErrorInfo { reason, metadata } => json!({
+                "@type": format!("{TYPE_PREFIX}ErrorInfo"),
+                "domain": DOMAIN,
+                "metadata": metadata,
+                "reason": reason,
+            }),
+            Self::ResourceInfo {
+                resource_type,
+                resource_name,
+                owner,
+                description,
+            } => json!({
+                "@type": format!("{TYPE_PREFIX}ResourceInfo"),
+                "description": description,
+                "owner": owner,
+                "resource_name": resource_name,
+                "resource_type": resource_type,
+            }),
+            // The nested messages are Go structs, so their fields keep declaration order.
+            Self::BadRequest { field_violations } => json!({
+                "@type": format!("{TYPE_PREFIX}BadRequest"),
+                "field_violations": field_violations
+                    .iter()
+                    .map(|(field, description)| FieldViolation { field, description })
+                    .collect::<Vec<_>>(),
+            }),
+            Self::Help { links } => json!({
+                "@type": format!("{TYPE_PREFIX}Help"),
+                "links": links
+                    .iter()
+                    .map(|(url, description)| HelpLink { description, url })
+                    .collect::<Vec<_>>(),
+            }),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct FieldViolation<'a> {
+    field: &'a str,
+    description: &'a str,
+}
+
+#[derive(Serialize)]
+struct HelpLink<'a> {
+    description: &'a str,
+    url: &'a str,
+}
+
+/// dapr/kit's `ErrorJSON`: a Go struct, so the keys keep this order.
+#[derive(Serialize)]
+struct RichBody<'a> {
+    #[serde(rename = "errorCode")]
+    error_code: &'a str,
+    message: &'a str,
+    details: Vec<serde_json::Value>,
 }
 
 impl ApiError {
@@ -18,7 +114,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            details: Vec::new(),
         }
+    }
+
+    /// The same error with rich details.
+    pub fn with_details(mut self, details: Vec<ErrorDetail>) -> Self {
+        self.details = details;
+        self
     }
 
     /// `ERR_DIRECT_INVOKE` 404: neither the path nor the headers name a target app.
@@ -94,9 +197,20 @@ impl ApiError {
         )
     }
 
-    /// The JSON body, built without a serializer round trip for the two fixed keys.
+    /// The JSON body: exactly `errorCode` and `message` for legacy errors, plus `details` for
+    /// rich ones.
     pub fn body(&self) -> String {
-        serde_json::json!({ "errorCode": self.code, "message": self.message }).to_string()
+        if self.details.is_empty() {
+            return serde_json::json!({ "errorCode": self.code, "message": self.message })
+                .to_string();
+        }
+        let rich = RichBody {
+            error_code: self.code,
+            message: &self.message,
+            details: self.details.iter().map(ErrorDetail::to_json).collect(),
+        };
+        // Serializing strings and maps of strings cannot fail.
+        serde_json::to_string(&rich).unwrap_or_default()
     }
 }
 
@@ -147,5 +261,38 @@ mod tests {
             obj["message"],
             "failed getting app id either from the URL path or the header dapr-app-id"
         );
+    }
+
+    #[test]
+    fn rich_body_matches_dapr_kit() {
+        let err = ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "ERR_STATE_STORE_NOT_FOUND",
+            "state store mystore is not found",
+        )
+        .with_details(vec![ErrorDetail::ErrorInfo {
+            reason: "DAPR_STATE_NOT_FOUND".into(),
+            metadata: Some(BTreeMap::from([("appID".into(), "myapp".into())])),
+        }]);
+        assert_eq!(
+            err.body(),
+            r#"{"errorCode":"ERR_STATE_STORE_NOT_FOUND","message":"state store mystore is not found","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","domain":"dapr.io","metadata":{"appID":"myapp"},"reason":"DAPR_STATE_NOT_FOUND"}]}"#
+        );
+        let bad = ApiError::new(StatusCode::BAD_REQUEST, "X", "m").with_details(vec![
+            ErrorDetail::BadRequest {
+                field_violations: vec![("k".into(), "why".into())],
+            },
+            ErrorDetail::Help {
+                links: vec![("https://u".into(), "d".into())],
+            },
+            ErrorDetail::ErrorInfo {
+                reason: "R".into(),
+                metadata: None,
+            },
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&bad.body()).unwrap();
+        assert_eq!(v["details"][0]["field_violations"][0]["field"], "k");
+        assert_eq!(v["details"][1]["links"][0]["url"], "https://u");
+        assert!(v["details"][2]["metadata"].is_null());
     }
 }

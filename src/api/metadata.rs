@@ -12,6 +12,7 @@ use http::StatusCode;
 use serde::Serialize;
 
 use super::ApiState;
+use crate::config::Component;
 
 /// The version reported as `runtimeVersion` and `extended.daprRuntimeVersion`.
 pub const RUNTIME_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -78,7 +79,7 @@ struct ComponentInfo<'a> {
     #[serde(rename = "type")]
     type_name: &'a str,
     version: &'a str,
-    capabilities: &'static [&'static str],
+    capabilities: Vec<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -94,11 +95,13 @@ pub async fn get_metadata(State(state): State<Arc<ApiState>>) -> Response {
         .resources
         .components
         .iter()
-        .map(|c| ComponentInfo {
-            name: &c.name,
-            type_name: &c.type_name,
-            version: &c.version,
-            capabilities: capabilities(&c.type_name),
+        .filter_map(|c| {
+            Some(ComponentInfo {
+                name: &c.name,
+                type_name: &c.type_name,
+                version: &c.version,
+                capabilities: capabilities(&state, c)?,
+            })
         })
         .collect();
     let mut extended = state
@@ -138,20 +141,17 @@ pub async fn put_metadata(
     StatusCode::NO_CONTENT.into_response()
 }
 
-/// The feature strings daprd reports for a component type. Only the in-memory stores exist so
-/// far; each store will report its own features when the state and pub/sub blocks land.
-fn capabilities(type_name: &str) -> &'static [&'static str] {
-    match type_name {
-        "state.in-memory" => &[
-            "ETAG",
-            "TRANSACTIONAL",
-            "TTL",
-            "DELETE_WITH_PREFIX",
-            "ACTOR",
-        ],
-        "pubsub.in-memory" => &["SUBSCRIBE_WILDCARDS"],
-        _ => &[],
+/// The feature strings daprd reports for a component. A state store reports what the opened
+/// store says it can do; one that failed to open under `ignoreErrors` is not loaded, so, as in
+/// daprd, it is not listed (`None`).
+fn capabilities(state: &ApiState, component: &Component) -> Option<Vec<&'static str>> {
+    if component.category() == "state" {
+        return state.states.capabilities(&component.name);
     }
+    Some(match component.type_name.as_str() {
+        "pubsub.in-memory" => vec!["SUBSCRIBE_WILDCARDS"],
+        _ => Vec::new(),
+    })
 }
 
 /// Go's `time.Duration.String()` for the whole-millisecond durations the flags produce.

@@ -10,6 +10,7 @@ use axum::Router;
 use crate::config::Live;
 use crate::invoke::Invoker;
 use crate::lifecycle::Lifecycle;
+use crate::state::States;
 use crate::telemetry::metrics::SidecarMetrics;
 
 pub mod error;
@@ -17,6 +18,7 @@ mod health;
 pub mod http;
 mod invoke;
 mod metadata;
+mod state;
 
 pub use metadata::{AppConnectionInfo, AppHealthInfo};
 
@@ -26,6 +28,8 @@ pub struct ApiState {
     pub namespace: String,
     pub live: Live,
     pub invoker: Arc<Invoker>,
+    /// The state stores; the state routes and metadata read them.
+    pub states: Arc<States>,
     pub lifecycle: Arc<Lifecycle>,
     pub metrics: Arc<SidecarMetrics>,
     pub app_connection: AppConnectionInfo,
@@ -49,6 +53,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1.0/metadata/{key}", put(metadata::put_metadata))
         .route("/v1.0/shutdown", post(health::shutdown))
         .route("/v1.0/invoke/{*rest}", any(invoke::invoke))
+        .merge(state::routes())
         .fallback(invoke::invoke)
         .method_not_allowed_fallback(invoke::invoke)
         .with_state(state)

@@ -51,32 +51,24 @@ fn main() -> ExitCode {
 }
 
 async fn run(options: Options) -> anyhow::Result<StopKind> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Take over SIGTERM before starting: a signal that arrives while the sidecar starts (it has
+    // registered with name resolution by then) must still lead to a graceful stop, not to the
+    // default action that kills the process without deregistering.
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
     let sidecar = Sidecar::start(options)
         .await
         .context("starting the sidecar")?;
     let lifecycle = sidecar.lifecycle().clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
         tracing::info!("received a termination signal; shutting down");
         lifecycle.stop(StopKind::Graceful);
     });
     Ok(sidecar.wait().await)
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(err) => {
-            tracing::warn!(%err, "cannot listen for SIGTERM; only Ctrl-C stops the sidecar");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }
 
 /// daprd's `--wait`: poll the outbound health endpoint every 100 ms for up to 60 s.

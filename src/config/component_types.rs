@@ -20,6 +20,17 @@ pub const SUPPORTED: &[ComponentType] = &[
         category: "state",
     },
     ComponentType {
+        type_name: "state.redis",
+        versions: &["v1"],
+        category: "state",
+    },
+    ComponentType {
+        // daprd's v1 table layout; its v2 layout is not implemented.
+        type_name: "state.postgresql",
+        versions: &["v1"],
+        category: "state",
+    },
+    ComponentType {
         type_name: "pubsub.in-memory",
         versions: &["v1"],
         category: "pubsub",

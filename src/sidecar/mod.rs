@@ -18,7 +18,8 @@ use crate::invoke::{Inbound, InboundServer, Invoker, InvokerSettings, LocalIdent
 use crate::lifecycle::{Lifecycle, StopKind};
 use crate::proto::internals::service_invocation_server::ServiceInvocationServer;
 use crate::resolve::sqlite::{Registration, SqliteResolver, SqliteSettings};
-use crate::telemetry::metrics::{self, SidecarMetrics};
+use crate::state::{States, StatesContext};
+use crate::telemetry::metrics::{self, ComponentMetrics, SidecarMetrics};
 
 mod options;
 mod ports;
@@ -61,10 +62,29 @@ impl Sidecar {
         })
         .context("loading resources")?;
         let name_resolution = resources.configuration.name_resolution.clone();
-        let live = config::live(resources);
 
         let mut registry = Registry::default();
         let metrics = Arc::new(SidecarMetrics::new(&mut registry, &options.app_id));
+        let component_metrics = Arc::new(ComponentMetrics::new(
+            &mut registry,
+            &options.app_id,
+            &options.namespace,
+        ));
+
+        // Stores open before any listener binds: a store that cannot open fails startup
+        // (unless its component sets ignoreErrors), as in daprd.
+        let states = Arc::new(
+            States::open(
+                &resources.components,
+                StatesContext {
+                    app_id: options.app_id.clone(),
+                    namespace: key_prefix_namespace(),
+                    metrics: component_metrics,
+                },
+            )
+            .await?,
+        );
+        let live = config::live(resources);
 
         // Listeners first, so a port clash fails startup before anything registers.
         let internal_ip = internal_listen_ip(&options)?;
@@ -177,6 +197,7 @@ impl Sidecar {
             namespace: options.namespace.clone(),
             live,
             invoker,
+            states: states.clone(),
             lifecycle: lifecycle.clone(),
             metrics: metrics.clone(),
             app_connection: app_connection_info(&options),
@@ -304,6 +325,7 @@ impl Sidecar {
                     }
                 }
                 servers.abort_all();
+                states.close().await;
                 if let Err(err) = resolver.deregister().await {
                     tracing::warn!(%err, "could not deregister from name resolution");
                 }
@@ -336,6 +358,12 @@ impl Sidecar {
         self.lifecycle.stop(StopKind::Graceful);
         self.wait().await
     }
+}
+
+/// The namespace for the `namespace` key prefix strategy. daprd reads `NAMESPACE` itself there
+/// (unset means "use the app id"), unlike elsewhere where an unset namespace is `default`.
+fn key_prefix_namespace() -> Option<String> {
+    std::env::var("NAMESPACE").ok().filter(|ns| !ns.is_empty())
 }
 
 /// Where the internal server binds: plaintext invocation is kept on loopback in standalone mode

@@ -1,6 +1,7 @@
 //! The state building block. [`StateStore`] is what a store implements (memory, Redis,
 //! PostgreSQL); [`States`] is the one entry point both APIs call: it finds the store, applies
-//! the key prefix and checks the request before the store sees it.
+//! the key prefix and checks the request before the store sees it. [`open`] builds a store from
+//! its component.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -9,11 +10,24 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 
 mod error;
+mod factory;
+pub mod memory;
+mod options;
 pub mod postgres;
+mod prefix;
 pub mod query;
 pub mod redis;
+mod states;
+mod value;
 
 pub use error::StateError;
+pub use factory::{open, OpenContext, OpenError};
+pub use memory::MemoryStore;
+pub use states::{
+    BulkEntry, BulkGet, DeleteState, GetState, InitError, QueryOutcome, SaveState, StateEntry,
+    StateOptions, States, StatesContext, StatesError, StoreRef, TransactionOperation,
+};
+pub use value::Value;
 
 /// What a store can do, as daprd reports it in metadata (`capabilities`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -144,6 +158,13 @@ pub trait StateStore: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<query::QueryResponse, StateError>> {
         let _ = (query, metadata);
         Box::pin(async { Err(StateError::NotSupported("query")) })
+    }
+
+    /// Deletes every item whose key starts with `prefix` and returns how many went
+    /// (`DELETE_WITH_PREFIX`; actors and workflows use it to drop an instance's state).
+    fn delete_with_prefix(&self, prefix: String) -> BoxFuture<'_, Result<u64, StateError>> {
+        let _ = prefix;
+        Box::pin(async { Err(StateError::NotSupported("delete with prefix")) })
     }
 
     /// Releases connections and background tasks.

@@ -5,6 +5,7 @@
 
 pub mod pubsub_conformance;
 pub mod state_conformance;
+pub mod state_http;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -9,6 +9,9 @@ mod escape;
 mod format;
 mod timefmt;
 
+// Shared with the state building block, which reports `ttlExpireTime` in RFC 3339.
+pub(crate) use timefmt::write_rfc3339_nanos;
+
 #[cfg(test)]
 mod tests;
 

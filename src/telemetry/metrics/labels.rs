@@ -123,3 +123,13 @@ pub fn method_label(method: &http::Method) -> &'static str {
         _ => "UNKNOWN",
     }
 }
+
+/// `dapr_component_state_count` and `dapr_component_state_latencies`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ComponentStateLabels {
+    pub(crate) app_id: AppId,
+    pub(crate) component: LabelStr<Arc<str>>,
+    pub(crate) namespace: AppId,
+    pub(crate) operation: &'static str,
+    pub(crate) success: &'static str,
+}

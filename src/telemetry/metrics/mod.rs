@@ -1,10 +1,12 @@
 //! daprd's metric families (`dapr_http_server_*`, `dapr_http_client_*`,
-//! `dapr_runtime_service_invocation_*`) with daprd's exact names, labels and buckets, plus the
-//! `:9090` exporter ([`serve`]). The registry is owned by the caller, never global.
+//! `dapr_runtime_service_invocation_*`, `dapr_component_*` in [`ComponentMetrics`]) with daprd's
+//! exact names, labels and buckets, plus the `:9090` exporter ([`serve`]). The registry is owned
+//! by the caller, never global.
 //!
 //! Labels follow daprd with `metrics.http.increasedCardinality: true` (its default): HTTP series
 //! carry `method`, the normalized `path` ([`normalize_path`]) and `status`.
 
+mod component;
 mod counter;
 mod labels;
 mod path;
@@ -20,6 +22,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+pub use component::ComponentMetrics;
 pub use counter::DaprCounter;
 pub use labels::{method_label, InvocationKind};
 pub use path::normalize_path;
