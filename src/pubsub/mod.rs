@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 mod error;
+pub mod jetstream;
 
 pub use error::PubSubError;
 
