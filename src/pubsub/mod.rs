@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 mod error;
+pub mod jetstream;
 pub mod redis;
 pub mod registry;
 pub mod scopes;
