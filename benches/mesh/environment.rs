@@ -59,7 +59,14 @@ pub fn meta(bin: &Path, quick: bool, clk_tck: u64, clk_tck_assumed: bool) -> any
                 c
             }
         }),
-        sidecar_build: "release".to_owned(),
+        // The harness and the sidecar binary are built by the same cargo command, so its own
+        // profile tells which build it is measuring (CI's smoke run uses the debug build).
+        sidecar_build: if cfg!(debug_assertions) {
+            "debug (smoke run: the numbers mean nothing)"
+        } else {
+            "release"
+        }
+        .to_owned(),
         binary_bytes: std::fs::metadata(bin)
             .with_context(|| format!("reading {}", bin.display()))?
             .len(),

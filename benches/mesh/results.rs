@@ -28,7 +28,7 @@ pub struct Meta {
     pub cpu_model: Option<String>,
     pub kernel: Option<String>,
     pub git_commit: Option<String>,
-    /// Always "release": cargo builds the binary with the bench profile (release settings).
+    /// "release" under `cargo bench` (bench profile); "debug ..." when run through `cargo test`.
     pub sidecar_build: String,
     pub binary_bytes: u64,
     pub nginx: Option<String>,
