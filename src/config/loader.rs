@@ -1,8 +1,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::{component_yaml, configuration, yaml};
-use super::{Component, ConfigError, Resources};
+use super::{component_yaml, configuration, subscription, yaml};
+use super::{Component, ConfigError, Resources, Subscription};
 
 /// Values substituted into `{appID}`, `{namespace}`, `{podName}` in component metadata. `app_id`
 /// also decides which scoped components this sidecar keeps.
@@ -26,32 +26,42 @@ pub struct LoadOptions {
 /// * With no resources path the embedded defaults (`statestore`, `pubsub`, both in-memory) are
 ///   returned; with one or more, only what the directories hold.
 /// * Every `*.yaml`/`*.yml` file of each directory is read (not recursively, in name order).
-///   `kind: Component` documents are loaded; other Dapr kinds are skipped with a warning and
-///   non-Dapr documents are ignored.
+///   `kind: Component` and `kind: Subscription` (v1alpha1, v2alpha1) documents are loaded;
+///   other Dapr kinds are skipped with a warning and non-Dapr documents are ignored.
 /// * Every component is validated, including those scoped to other apps, and names must be
 ///   unique across all directories. Then components whose `scopes` exclude
 ///   `template.app_id` are dropped: [`Resources::components`] holds only in-scope components.
+///   Subscriptions are validated the same way (routes compiled) and filtered by their `scopes`.
 /// * `config_files` are merged in order (see [`super::Configuration`]).
 pub fn load(opts: &LoadOptions) -> Result<Resources, ConfigError> {
-    let components = if opts.resources_paths.is_empty() {
-        vec![
+    let (components, subscriptions) = if opts.resources_paths.is_empty() {
+        let defaults = vec![
             Component::embedded("statestore", "state.in-memory"),
             Component::embedded("pubsub", "pubsub.in-memory"),
-        ]
+        ];
+        (defaults, Vec::new())
     } else {
-        let all = load_components(&opts.resources_paths, &opts.template)?;
+        let (all, subscriptions) = load_dirs(&opts.resources_paths, &opts.template)?;
         check_unique_names(&all)?;
-        keep_in_scope(all, &opts.template.app_id)
+        let app_id = &opts.template.app_id;
+        (
+            keep_in_scope(all, app_id),
+            keep_subscriptions_in_scope(subscriptions, app_id),
+        )
     };
     let configuration = configuration::load_files(&opts.config_files)?;
     Ok(Resources {
         components,
+        subscriptions,
         configuration,
     })
 }
 
-fn load_components(dirs: &[PathBuf], ctx: &TemplateContext) -> Result<Vec<Component>, ConfigError> {
+type Loaded = (Vec<Component>, Vec<Subscription>);
+
+fn load_dirs(dirs: &[PathBuf], ctx: &TemplateContext) -> Result<Loaded, ConfigError> {
     let mut out = Vec::new();
+    let mut subscriptions = Vec::new();
     for dir in dirs {
         for file in yaml_files(dir)? {
             let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read {
@@ -62,6 +72,18 @@ fn load_components(dirs: &[PathBuf], ctx: &TemplateContext) -> Result<Vec<Compon
                 match yaml::header(&doc.value) {
                     Some(("dapr.io/v1alpha1", "Component")) => {
                         out.push(component_yaml::parse(&file, doc.index, doc.value, ctx)?);
+                    }
+                    Some((
+                        api_version @ ("dapr.io/v1alpha1" | "dapr.io/v2alpha1"),
+                        "Subscription",
+                    )) => {
+                        let api_version = api_version.to_owned();
+                        subscriptions.push(subscription::parse(
+                            &file,
+                            doc.index,
+                            &api_version,
+                            doc.value,
+                        )?);
                     }
                     Some((api_version, "Component")) if yaml::is_dapr_group(api_version) => {
                         tracing::warn!(
@@ -90,7 +112,7 @@ fn load_components(dirs: &[PathBuf], ctx: &TemplateContext) -> Result<Vec<Compon
             }
         }
     }
-    Ok(out)
+    Ok((out, subscriptions))
 }
 
 /// The YAML files directly in `dir`, sorted by name so load order (and errors) are stable.
@@ -148,6 +170,23 @@ fn keep_in_scope(components: Vec<Component>, app_id: &str) -> Vec<Component> {
                     app_id,
                     scopes = ?c.scopes,
                     "component is scoped to other apps; not loading it"
+                );
+            }
+            keep
+        })
+        .collect()
+}
+
+fn keep_subscriptions_in_scope(subs: Vec<Subscription>, app_id: &str) -> Vec<Subscription> {
+    subs.into_iter()
+        .filter(|s| {
+            let keep = s.is_in_scope(app_id);
+            if !keep {
+                tracing::debug!(
+                    subscription = %s.name,
+                    app_id,
+                    scopes = ?s.scopes,
+                    "subscription is scoped to other apps; not loading it"
                 );
             }
             keep

@@ -1,4 +1,4 @@
-//! Dapr resources (Component, Configuration) as typed, validated Rust, and the live snapshot the
+//! Dapr resources (Component, Subscription, Configuration) as typed, validated Rust, and the live snapshot the
 //! request path reads.
 
 use std::sync::Arc;
@@ -13,6 +13,7 @@ pub mod duration;
 mod error;
 mod expand;
 mod loader;
+pub mod subscription;
 mod yaml;
 
 #[cfg(test)]
@@ -23,12 +24,15 @@ pub use component_types::ComponentType;
 pub use configuration::{Configuration, NameResolutionSpec};
 pub use error::ConfigError;
 pub use loader::{load, LoadOptions, TemplateContext};
+pub use subscription::{BulkSubscribe, Subscription};
 
 /// Everything loaded from `--resources-path` and `--config`. `components` holds only the
 /// components in scope for this app (see [`load`]).
 #[derive(Debug, Clone, Default)]
 pub struct Resources {
     pub components: Vec<Component>,
+    /// Declarative `Subscription`s in scope for this app (none without a resources path).
+    pub subscriptions: Vec<Subscription>,
     pub configuration: Configuration,
 }
 

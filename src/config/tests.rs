@@ -69,7 +69,7 @@ fn invalid_parts(err: ConfigError) -> (PathBuf, usize, String, String) {
 fn multi_document_file_with_two_components() {
     let text = format!(
         "{}---\n{}---\n# empty document\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\n\
-         ---\napiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata: {{name: s}}\n",
+         ---\napiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata: {{name: r}}\n",
         component("statestore", "state.in-memory", "  - name: a\n    value: b\n"),
         component("pubsub", "pubsub.in-memory", ""),
     );
@@ -382,3 +382,4 @@ fn go_durations() {
 }
 
 mod configuration;
+mod subscription;

@@ -15,7 +15,9 @@ mod error;
 pub mod jetstream;
 pub mod redis;
 pub mod registry;
+pub mod routing;
 pub mod scopes;
+pub mod subscriber;
 
 pub use error::PubSubError;
 pub use registry::{PubSubComponent, PubSubs};
