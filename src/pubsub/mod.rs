@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 mod error;
 pub mod jetstream;
+pub mod memory;
 pub mod redis;
 pub mod registry;
 pub mod scopes;
