@@ -221,10 +221,10 @@ fn bad_yaml_syntax_reports_line_and_column() {
 
 #[test]
 fn unknown_component_type_lists_supported_ones() {
-    let (_d, res) = load_text(&component("c", "state.redis", ""));
+    let (_d, res) = load_text(&component("c", "state.nonesuch", ""));
     let (_, _, field, reason) = invalid_parts(res.expect_err("unknown type"));
     assert_eq!(field, "spec.type");
-    assert!(reason.contains("state.redis"), "{reason}");
+    assert!(reason.contains("state.nonesuch"), "{reason}");
     assert!(reason.contains("state.in-memory/v1"), "{reason}");
     assert!(reason.contains("pubsub.in-memory/v1"), "{reason}");
 }
