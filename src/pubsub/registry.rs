@@ -75,16 +75,23 @@ impl std::fmt::Debug for PubSubs {
 }
 
 impl PubSubs {
-    /// A registry of brokers opened elsewhere, for `app_id`, without metrics.
-    pub fn new(app_id: &str, components: impl IntoIterator<Item = PubSubComponent>) -> Self {
+    /// A registry of brokers opened elsewhere, without metrics. Publishing from it stamps
+    /// an empty `source` and checks scoping for an empty app id until [`Self::for_app`] is used.
+    pub fn new(components: impl IntoIterator<Item = PubSubComponent>) -> Self {
         Self {
             components: components
                 .into_iter()
                 .map(|c| (c.name.clone(), Arc::new(c)))
                 .collect(),
-            app_id: app_id.to_owned(),
+            app_id: String::new(),
             metrics: None,
         }
+    }
+
+    /// The same registry, publishing as `app_id`.
+    pub fn for_app(mut self, app_id: &str) -> Self {
+        self.app_id = app_id.to_owned();
+        self
     }
 
     /// Opens every `pubsub.*` component of `components`, each within its `initTimeout`
