@@ -141,17 +141,15 @@ pub async fn put_metadata(
     StatusCode::NO_CONTENT.into_response()
 }
 
-/// The feature strings daprd reports for a component. A state store reports what the opened
-/// store says it can do; one that failed to open under `ignoreErrors` is not loaded, so, as in
-/// daprd, it is not listed (`None`).
+/// The feature strings daprd reports for a component: what the opened store or broker says it
+/// can do. One that failed to open under `ignoreErrors` is not loaded, so, as in daprd, it is
+/// not listed (`None`).
 fn capabilities(state: &ApiState, component: &Component) -> Option<Vec<&'static str>> {
-    if component.category() == "state" {
-        return state.states.capabilities(&component.name);
+    match component.category() {
+        "state" => state.states.capabilities(&component.name),
+        "pubsub" => state.pubsubs.capabilities(&component.name),
+        _ => Some(Vec::new()),
     }
-    Some(match component.type_name.as_str() {
-        "pubsub.in-memory" => vec!["SUBSCRIBE_WILDCARDS"],
-        _ => Vec::new(),
-    })
 }
 
 /// Go's `time.Duration.String()` for the whole-millisecond durations the flags produce.

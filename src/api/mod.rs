@@ -10,6 +10,7 @@ use axum::Router;
 use crate::config::Live;
 use crate::invoke::Invoker;
 use crate::lifecycle::Lifecycle;
+use crate::pubsub::PubSubs;
 use crate::state::States;
 use crate::telemetry::metrics::SidecarMetrics;
 
@@ -18,6 +19,7 @@ mod health;
 pub mod http;
 mod invoke;
 mod metadata;
+mod pubsub;
 mod state;
 
 pub use metadata::{AppConnectionInfo, AppHealthInfo};
@@ -30,6 +32,8 @@ pub struct ApiState {
     pub invoker: Arc<Invoker>,
     /// The state stores; the state routes and metadata read them.
     pub states: Arc<States>,
+    /// The pub/sub components; publishing and metadata read them.
+    pub pubsubs: Arc<PubSubs>,
     pub lifecycle: Arc<Lifecycle>,
     pub metrics: Arc<SidecarMetrics>,
     pub app_connection: AppConnectionInfo,
@@ -54,6 +58,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1.0/shutdown", post(health::shutdown))
         .route("/v1.0/invoke/{*rest}", any(invoke::invoke))
         .merge(state::routes())
+        .merge(pubsub::routes())
         .fallback(invoke::invoke)
         .method_not_allowed_fallback(invoke::invoke)
         .with_state(state)

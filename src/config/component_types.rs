@@ -35,6 +35,16 @@ pub const SUPPORTED: &[ComponentType] = &[
         versions: &["v1"],
         category: "pubsub",
     },
+    ComponentType {
+        type_name: "pubsub.redis",
+        versions: &["v1"],
+        category: "pubsub",
+    },
+    ComponentType {
+        type_name: "pubsub.jetstream",
+        versions: &["v1"],
+        category: "pubsub",
+    },
 ];
 
 /// Finds a supported type, ignoring ASCII case as daprd's registries do.

@@ -11,16 +11,23 @@ use futures_util::future::BoxFuture;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub mod cloudevent;
 mod error;
+mod factory;
 pub mod jetstream;
+pub mod memory;
+mod publish;
 pub mod redis;
 pub mod registry;
 pub mod routing;
 pub mod scopes;
 pub mod subscriber;
 
+pub use cloudevent::TraceContext;
 pub use error::PubSubError;
-pub use registry::{PubSubComponent, PubSubs};
+pub use factory::{open, OpenError};
+pub use publish::{BulkEntry, BulkPublishCall, FailedEntry, PublishCall, PublishError};
+pub use registry::{InitError, PubSubComponent, PubSubs, PubSubsContext};
 pub use scopes::TopicScopes;
 
 /// What a broker can do, as daprd reports it in metadata (`capabilities`).

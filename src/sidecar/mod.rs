@@ -17,6 +17,7 @@ use crate::config::{self, LoadOptions, TemplateContext};
 use crate::invoke::{Inbound, InboundServer, Invoker, InvokerSettings, LocalIdentity};
 use crate::lifecycle::{Lifecycle, StopKind};
 use crate::proto::internals::service_invocation_server::ServiceInvocationServer;
+use crate::pubsub::{PubSubs, PubSubsContext};
 use crate::resolve::sqlite::{Registration, SqliteResolver, SqliteSettings};
 use crate::state::{States, StatesContext};
 use crate::telemetry::metrics::{self, ComponentMetrics, SidecarMetrics};
@@ -35,6 +36,8 @@ pub struct Sidecar {
     pub internal_addr: SocketAddr,
     pub metrics_addr: Option<SocketAddr>,
     pub public_addr: Option<SocketAddr>,
+    /// The pub/sub components, for subscribing inside the process (and tests).
+    pub pubsubs: Arc<PubSubs>,
     lifecycle: Arc<Lifecycle>,
     done: tokio::task::JoinHandle<StopKind>,
 }
@@ -79,6 +82,17 @@ impl Sidecar {
                 StatesContext {
                     app_id: options.app_id.clone(),
                     namespace: key_prefix_namespace(),
+                    metrics: component_metrics.clone(),
+                },
+            )
+            .await?,
+        );
+        // Brokers open next, also before any listener binds, under the same rules.
+        let pubsubs = Arc::new(
+            PubSubs::open(
+                &resources.components,
+                PubSubsContext {
+                    app_id: options.app_id.clone(),
                     metrics: component_metrics,
                 },
             )
@@ -198,6 +212,7 @@ impl Sidecar {
             live,
             invoker,
             states: states.clone(),
+            pubsubs: pubsubs.clone(),
             lifecycle: lifecycle.clone(),
             metrics: metrics.clone(),
             app_connection: app_connection_info(&options),
@@ -309,6 +324,7 @@ impl Sidecar {
 
         let done = {
             let lifecycle = lifecycle.clone();
+            let pubsubs = pubsubs.clone();
             tokio::spawn(async move {
                 lifecycle.stopping().cancelled().await;
                 let kind = lifecycle.stop_kind();
@@ -326,6 +342,7 @@ impl Sidecar {
                 }
                 servers.abort_all();
                 states.close().await;
+                pubsubs.close().await;
                 if let Err(err) = resolver.deregister().await {
                     tracing::warn!(%err, "could not deregister from name resolution");
                 }
@@ -339,6 +356,7 @@ impl Sidecar {
             internal_addr,
             metrics_addr,
             public_addr,
+            pubsubs,
             lifecycle,
             done,
         })

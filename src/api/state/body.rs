@@ -47,7 +47,7 @@ impl<'a> Fields<'a> {
 /// The query string of a state call: `metadata.<k>` entries (first value of each key wins, as
 /// in daprd) and the other parameters.
 #[derive(Debug, Default)]
-pub(super) struct UrlParams {
+pub(in crate::api) struct UrlParams {
     pub metadata: HashMap<String, String>,
     params: Vec<(String, String)>,
 }
@@ -79,7 +79,7 @@ impl UrlParams {
 
 /// Reads the whole body. The edge already bounds it by `--max-body-size`; running past that
 /// limit mid-stream is the same 413 the edge gives for a declared length.
-pub(super) async fn read(body: Body, max_body: u64) -> Result<Bytes, ApiError> {
+pub(in crate::api) async fn read(body: Body, max_body: u64) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, usize::MAX).await.map_err(|err| {
         let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&err);
         while let Some(e) = cause {

@@ -15,7 +15,7 @@ use super::error::ApiError;
 use super::ApiState;
 use crate::state::{DeleteState, GetState, StateOptions, StatesError};
 
-mod body;
+pub(super) mod body;
 mod errors;
 mod reply;
 

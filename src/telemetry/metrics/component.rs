@@ -9,7 +9,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use super::labels::{AppId, ComponentStateLabels, LabelStr};
+use super::labels::{AppId, ComponentPubsubEgressLabels, ComponentStateLabels, LabelStr};
 use super::{latency_histogram, millis, DaprCounter, Histograms};
 
 /// Component operation metrics, registered once into a registry the caller owns. Cheap to
@@ -20,6 +20,8 @@ pub struct ComponentMetrics {
     namespace: AppId,
     state_count: Family<ComponentStateLabels, DaprCounter>,
     state_latencies: Histograms<ComponentStateLabels>,
+    egress_count: Family<ComponentPubsubEgressLabels, DaprCounter>,
+    egress_latencies: Histograms<ComponentPubsubEgressLabels>,
 }
 
 impl ComponentMetrics {
@@ -30,6 +32,8 @@ impl ComponentMetrics {
             namespace: LabelStr(Arc::<str>::from(namespace)),
             state_count: Family::default(),
             state_latencies: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            egress_count: Family::default(),
+            egress_latencies: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
         };
         registry.register(
             "dapr_component_state_count",
@@ -40,6 +44,16 @@ impl ComponentMetrics {
             "dapr_component_state_latencies",
             "The latency of the response from the state component",
             metrics.state_latencies.clone(),
+        );
+        registry.register(
+            "dapr_component_pubsub_egress_count",
+            "The number of outbound messages published to the pub/sub component",
+            metrics.egress_count.clone(),
+        );
+        registry.register(
+            "dapr_component_pubsub_egress_latencies",
+            "The latency of the response from the pub/sub component",
+            metrics.egress_latencies.clone(),
         );
         metrics
     }
@@ -63,6 +77,28 @@ impl ComponentMetrics {
         };
         self.state_count.get_or_create(&labels).inc();
         self.state_latencies
+            .get_or_create(&labels)
+            .observe(millis(elapsed));
+    }
+
+    /// One message published to the pub/sub component `component` (bulk entries count one
+    /// each, as daprd records them).
+    pub fn pubsub_egress(
+        &self,
+        component: &Arc<str>,
+        topic: &str,
+        success: bool,
+        elapsed: Duration,
+    ) {
+        let labels = ComponentPubsubEgressLabels {
+            app_id: self.app_id.clone(),
+            component: LabelStr(component.clone()),
+            namespace: self.namespace.clone(),
+            success: if success { "true" } else { "false" },
+            topic: LabelStr(Arc::from(topic)),
+        };
+        self.egress_count.get_or_create(&labels).inc();
+        self.egress_latencies
             .get_or_create(&labels)
             .observe(millis(elapsed));
     }

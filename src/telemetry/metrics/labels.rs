@@ -133,3 +133,13 @@ pub(crate) struct ComponentStateLabels {
     pub(crate) operation: &'static str,
     pub(crate) success: &'static str,
 }
+
+/// `dapr_component_pubsub_egress_count` and `dapr_component_pubsub_egress_latencies`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ComponentPubsubEgressLabels {
+    pub(crate) app_id: AppId,
+    pub(crate) component: LabelStr<Arc<str>>,
+    pub(crate) namespace: AppId,
+    pub(crate) success: &'static str,
+    pub(crate) topic: LabelStr<Arc<str>>,
+}
