@@ -11,6 +11,7 @@
 
 mod args;
 mod baseline;
+mod client;
 mod environment;
 mod load;
 mod markdown;
@@ -18,6 +19,7 @@ mod nginx;
 mod procs;
 mod results;
 mod sidecar;
+mod state;
 mod targets;
 mod upstream;
 
@@ -29,7 +31,8 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 
 use args::{Args, Settings};
-use load::{Saturate, Schedule, Target};
+use client::{HttpTarget, Target};
+use load::{Saturate, Schedule};
 use results::{kib_to_mb, Phase, Results, Row, SidecarFigures};
 
 fn main() -> ExitCode {
@@ -62,6 +65,8 @@ struct Scenario {
     name: &'static str,
     target: Target,
     proxy_pids: Vec<u32>,
+    /// Runs only in this phase (the state rows: issue 4 asks for 1,000 rps only).
+    only_phase: Option<&'static str>,
 }
 
 fn run(args: &Args, dir: &Path) -> anyhow::Result<()> {
@@ -79,11 +84,38 @@ fn run(args: &Args, dir: &Path) -> anyhow::Result<()> {
         "The client (one tokio thread plus the dispatcher thread), the app (one thread), nginx and the sidecars run on the same machine and compete for its cores; compare rows, not absolute numbers across machines.".to_owned(),
     ];
 
-    // The three sidecars under load. `solo` serves 1-hop calls to itself; `alpha` calls `beta`.
+    // The state rows need Redis; without it they are skipped and `solo` gets no components.
+    let state = if state::PAIRS
+        .iter()
+        .any(|(s, r)| args.runs(s) || args.runs(r))
+    {
+        match state::StateBench::prepare(dir) {
+            Ok(state) => Some(state),
+            Err(why) => {
+                notes.push(format!(
+                    "State rows skipped: {why} (they need a Redis on 127.0.0.1:6379)."
+                ));
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    // The three sidecars under load. `solo` serves 1-hop calls to itself and the state API;
+    // `alpha` calls `beta`.
     log("starting sidecars");
-    let start = |id: &str| sidecar::start(&bin, &config, dir, id, app);
+    let start = |id: &str| sidecar::start(&bin, &config, None, dir, id, app);
+    let resources = state.as_ref().map(|s| s.resources.as_path());
     let mut sidecars = vec![
-        (start("solo")?, "outrigger-1hop"),
+        (
+            sidecar::start(&bin, &config, resources, dir, "solo", app)?,
+            if state.is_some() {
+                "outrigger-1hop, state"
+            } else {
+                "outrigger-1hop"
+            },
+        ),
         (start("alpha")?, "outrigger-2hop caller"),
         (start("beta")?, "outrigger-2hop callee"),
     ];
@@ -119,39 +151,34 @@ fn run(args: &Args, dir: &Path) -> anyhow::Result<()> {
         notes.push("nginx is not installed, so the nginx row and the nginx ratios are skipped (`apt-get install -y nginx`).".to_owned());
     }
 
-    let invoke = |sidecar: &sidecar::Sidecar, callee: &str| Target {
-        addr: sidecar.http,
-        path: format!("/v1.0/invoke/{callee}/method/echo"),
+    let echo = |addr, path: &str| Target::Http(HttpTarget::echo(addr, path.to_owned()));
+    let invoke = |sidecar: &sidecar::Sidecar, callee: &str| {
+        echo(sidecar.http, &format!("/v1.0/invoke/{callee}/method/echo"))
     };
-    let mut scenarios = vec![Scenario {
-        name: "direct",
-        target: Target {
-            addr: app,
-            path: "/echo".to_owned(),
-        },
-        proxy_pids: vec![],
-    }];
+    let every_phase = |name, target, proxy_pids| Scenario {
+        name,
+        target,
+        proxy_pids,
+        only_phase: None,
+    };
+    let mut scenarios = vec![every_phase("direct", echo(app, "/echo"), vec![])];
     if let Some(n) = &nginx {
-        scenarios.push(Scenario {
-            name: "nginx",
-            target: Target {
-                addr: n.addr,
-                path: "/echo".to_owned(),
-            },
-            proxy_pids: n.pids(),
-        });
+        scenarios.push(every_phase("nginx", echo(n.addr, "/echo"), n.pids()));
     }
     let (solo, alpha, beta) = (&sidecars[0].0, &sidecars[1].0, &sidecars[2].0);
-    scenarios.push(Scenario {
-        name: "outrigger-1hop",
-        target: invoke(solo, "solo"),
-        proxy_pids: vec![solo.pid()],
-    });
-    scenarios.push(Scenario {
-        name: "outrigger-2hop",
-        target: invoke(alpha, "beta"),
-        proxy_pids: vec![alpha.pid(), beta.pid()],
-    });
+    scenarios.push(every_phase(
+        "outrigger-1hop",
+        invoke(solo, "solo"),
+        vec![solo.pid()],
+    ));
+    scenarios.push(every_phase(
+        "outrigger-2hop",
+        invoke(alpha, "beta"),
+        vec![alpha.pid(), beta.pid()],
+    ));
+    if let Some(state) = &state {
+        scenarios.extend(state.scenarios(solo)?);
+    }
     scenarios.retain(|s| args.runs(s.name));
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -160,9 +187,16 @@ fn run(args: &Args, dir: &Path) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("building the client runtime")?;
+    if let Some(state) = &state {
+        log("saving every state key once through solo");
+        state.prefill(&rt, solo)?;
+    }
     let mut rows = Vec::new();
     for phase in &settings.phases {
-        for sc in &scenarios {
+        for sc in scenarios
+            .iter()
+            .filter(|s| s.only_phase.is_none_or(|p| p == phase.key))
+        {
             let row = measure(&rt, sc, phase, &settings, hz)?;
             log(&format!(
                 "{} {}: p50 {:.3} p99 {:.3} p99.9 {:.3} ms, {:.0} rps, {} errors",
@@ -194,14 +228,16 @@ fn run(args: &Args, dir: &Path) -> anyhow::Result<()> {
     notes.extend(environment::busy_note(&meta));
     notes.extend(environment::realtime_note(&meta));
 
-    let results = Results {
+    let mut results = Results {
         meta,
         phases: settings.phases.clone(),
         rows,
         sidecars: figures,
         ready_ms,
         notes,
+        state_added: Vec::new(),
     };
+    results.state_added = state::added(&results);
     write(args, &results, old.as_ref())?;
     // Not a timing assertion: a scenario that answered nothing at the gentlest rate means the
     // harness or the sidecar is broken, which a CI smoke run must report.

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::results::{Phase, Results, Row};
+use crate::state;
 use crate::targets::{self, added};
 
 const LATENCY_HEAD: &str = "| scenario | p50 | p90 | p99 | p99.9 | max | achieved rps | errors | pool waits | proxy CPU s / 1k req |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
@@ -71,6 +72,7 @@ pub fn render(r: &Results) -> String {
     for phase in &r.phases {
         phase_section(&mut md, r, phase);
     }
+    state_section(&mut md, r);
     resources(&mut md, r);
     md.push_str("\n## Targets (issue 3; reported, not enforced)\n\n| target | measured | met |\n|---|---|---|\n");
     for c in targets::checks(r) {
@@ -100,26 +102,13 @@ fn phase_section(md: &mut String, r: &Results, phase: &Phase) {
         "\n## {} ({how}; {} s measured after {} s warm-up)\n\n{LATENCY_HEAD}",
         phase.title, phase.measure_s, phase.warmup_s
     );
-    let rows: Vec<&Row> = r.rows.iter().filter(|x| x.phase == phase.key).collect();
-    for row in &rows {
-        let p = row.percentiles();
-        let cpu = row
-            .cpu_s_per_1k
-            .map_or("—".to_owned(), |c| format!("{c:.3}"));
-        let _ = writeln!(
-            md,
-            "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.0} | {} | {} | {cpu} |",
-            row.scenario,
-            p[0],
-            p[1],
-            p[2],
-            p[3],
-            p[4],
-            row.achieved_rps,
-            row.errors,
-            row.pool_waits
-        );
-    }
+    // The state rows go to their own table: their baseline is Redis, not `direct`.
+    let rows: Vec<&Row> = r
+        .rows
+        .iter()
+        .filter(|x| x.phase == phase.key && !state::is_state(&x.scenario))
+        .collect();
+    latency_rows(md, &rows);
     if let Some(lag) = rows.iter().filter_map(|x| x.lag_p99_ms).reduce(f64::max) {
         let _ = writeln!(
             md,
@@ -163,6 +152,58 @@ fn phase_section(md: &mut String, r: &Results, phase: &Phase) {
             md.push_str(&parts.join(", "));
             md.push('\n');
         }
+    }
+}
+
+fn latency_rows(md: &mut String, rows: &[&Row]) {
+    for row in rows {
+        let p = row.percentiles();
+        let cpu = row
+            .cpu_s_per_1k
+            .map_or("—".to_owned(), |c| format!("{c:.3}"));
+        let _ = writeln!(
+            md,
+            "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.0} | {} | {} | {cpu} |",
+            row.scenario,
+            p[0],
+            p[1],
+            p[2],
+            p[3],
+            p[4],
+            row.achieved_rps,
+            row.errors,
+            row.pool_waits
+        );
+    }
+}
+
+/// Issue 4: each state call through `solo` next to the same Redis work done directly.
+fn state_section(md: &mut String, r: &Results) {
+    let rows: Vec<&Row> = r
+        .rows
+        .iter()
+        .filter(|x| state::is_state(&x.scenario))
+        .collect();
+    let Some(first) = rows.first() else {
+        return;
+    };
+    let phase = r.phases.iter().find(|p| p.key == first.phase);
+    let _ = write!(
+        md,
+        "\n## State (through Redis)\n\n{}: `solo`'s `state.redis` store against the machine's Redis, and the same Redis work sent directly with the `redis` crate (one multiplexed connection) as the reference. Keys `bench-0` to `bench-999`, values of 1,024 bytes.\n\n{LATENCY_HEAD}",
+        phase.map_or(first.phase.clone(), |p| format!(
+            "{} ({} s measured after {} s warm-up)",
+            p.title, p.measure_s, p.warmup_s
+        ))
+    );
+    latency_rows(md, &rows);
+    md.push_str("\nAdded by the sidecar over its direct Redis reference (ms):\n\n| scenario | reference | +p50 | +p90 | +p99 | +p99.9 |\n|---|---|--:|--:|--:|--:|\n");
+    for a in &r.state_added {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |",
+            a.scenario, a.reference, a.p50_ms, a.p90_ms, a.p99_ms, a.p999_ms
+        );
     }
 }
 

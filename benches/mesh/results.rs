@@ -19,6 +19,21 @@ pub struct Results {
     pub ready_ms: Vec<f64>,
     /// Skipped rows and other caveats, in plain words.
     pub notes: Vec<String>,
+    /// State rows over their direct Redis reference (issue 4); empty when Redis was absent.
+    #[serde(default)]
+    pub state_added: Vec<StateAdded>,
+}
+
+/// What a sidecar state row adds over the same Redis work done directly (ms per percentile).
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct StateAdded {
+    pub scenario: String,
+    pub reference: String,
+    pub phase: String,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]

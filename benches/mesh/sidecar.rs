@@ -67,10 +67,12 @@ pub fn write_config(dir: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// Starts one sidecar for `app_id` in front of the app and waits until it is fully ready
-/// (`/v1.0/healthz` = 204, i.e. the app port is reachable too).
+/// (`/v1.0/healthz` = 204, i.e. the app port is reachable too). `resources` is passed as
+/// `--resources-path` (component YAML); without it the sidecar has only its defaults.
 pub fn start(
     bin: &Path,
     config: &Path,
+    resources: Option<&Path>,
     dir: &Path,
     app_id: &str,
     app: SocketAddr,
@@ -88,8 +90,11 @@ pub fn start(
         .args(["--metrics-listen-address", "127.0.0.1"])
         .arg("--config")
         .arg(config)
-        .args(["--log-level", "warn"])
-        .stdin(Stdio::null())
+        .args(["--log-level", "warn"]);
+    if let Some(resources) = resources {
+        cmd.arg("--resources-path").arg(resources);
+    }
+    cmd.stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
     for var in SCRUBBED_ENV {
