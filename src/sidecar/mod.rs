@@ -17,6 +17,7 @@ use crate::config::{self, LoadOptions, TemplateContext};
 use crate::invoke::{Inbound, InboundServer, Invoker, InvokerSettings, LocalIdentity};
 use crate::lifecycle::{Lifecycle, StopKind};
 use crate::proto::internals::service_invocation_server::ServiceInvocationServer;
+use crate::pubsub::subscriber::{RunningSubscriber, Subscriber};
 use crate::pubsub::{PubSubs, PubSubsContext};
 use crate::resolve::sqlite::{Registration, SqliteResolver, SqliteSettings};
 use crate::state::{States, StatesContext};
@@ -65,6 +66,7 @@ impl Sidecar {
         })
         .context("loading resources")?;
         let name_resolution = resources.configuration.name_resolution.clone();
+        let declarative = resources.subscriptions.clone();
 
         let mut registry = Registry::default();
         let metrics = Arc::new(SidecarMetrics::new(&mut registry, &options.app_id));
@@ -306,19 +308,42 @@ impl Sidecar {
         );
         tracing::info!(app_id = %options.app_id, http = ?http_addrs, internal = %internal_addr, "sidecar started");
 
+        // Started once the app is reachable, stopped first on shutdown so in-flight deliveries
+        // settle (ack or nack) while the app can still answer.
+        let subscriber: Arc<tokio::sync::Mutex<Option<RunningSubscriber>>> = Arc::default();
         let mut background = JoinSet::new();
         {
             let lifecycle = lifecycle.clone();
             let app = app.clone();
+            let pubsubs = pubsubs.clone();
+            let subscriber = subscriber.clone();
+            let app_id = options.app_id.clone();
+            let discover = !options
+                .disable_init_endpoints
+                .iter()
+                .any(|e| e == "subscribe");
             background.spawn(async move {
-                if let Some(app) = app {
-                    if !app.wait_until_reachable(lifecycle.stopping()).await {
-                        return;
-                    }
-                    tracing::info!("app is reachable");
-                    tokio::spawn(app.clone().probe_health(lifecycle.stopping().clone()));
+                let Some(app) = app else {
+                    lifecycle.mark_runtime_ready();
+                    return;
+                };
+                if !app.wait_until_reachable(lifecycle.stopping()).await {
+                    return;
                 }
+                tracing::info!("app is reachable");
+                tokio::spawn(app.clone().probe_health(lifecycle.stopping().clone()));
                 lifecycle.mark_runtime_ready();
+                if pubsubs.is_empty() {
+                    return;
+                }
+                let mut slot = subscriber.lock().await;
+                if lifecycle.stopping().is_cancelled() {
+                    return;
+                }
+                match Subscriber::start(&app_id, pubsubs, app, &declarative, discover).await {
+                    Ok(running) => *slot = Some(running),
+                    Err(err) => tracing::error!(%err, "starting subscriptions failed"),
+                }
             });
         }
 
@@ -328,6 +353,12 @@ impl Sidecar {
             tokio::spawn(async move {
                 lifecycle.stopping().cancelled().await;
                 let kind = lifecycle.stop_kind();
+                if kind == StopKind::Graceful {
+                    // Waits for a start in progress, then lets in-flight deliveries settle.
+                    if let Some(running) = subscriber.lock().await.take() {
+                        running.stop().await;
+                    }
+                }
                 background.abort_all();
                 if kind == StopKind::Graceful {
                     // Each server stops accepting at once and drains within the grace period;

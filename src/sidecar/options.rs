@@ -439,10 +439,6 @@ impl Options {
             !self.dapr_block_shutdown_duration.is_empty(),
             "--dapr-block-shutdown-duration",
         );
-        check(
-            !self.disable_init_endpoints.is_empty(),
-            "--disable-init-endpoints",
-        );
         out
     }
 }
