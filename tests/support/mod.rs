@@ -201,6 +201,8 @@ impl TestApp {
             .route("/count", any(count))
             .route("/download/{bytes}", get(download))
             .route("/slow", any(slow))
+            // Like an app without pub/sub: the sidecar's discovery call finds no subscriptions.
+            .route("/dapr/subscribe", get(|| async { StatusCode::NOT_FOUND }))
             .fallback(echo)
             .with_state(state.clone());
         tokio::spawn(async move {
