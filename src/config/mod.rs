@@ -13,6 +13,7 @@ pub mod duration;
 mod error;
 mod expand;
 mod loader;
+pub mod open;
 pub mod subscription;
 mod yaml;
 

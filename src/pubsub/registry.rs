@@ -44,15 +44,7 @@ pub struct PubSubsContext {
 }
 
 /// A pub/sub component that failed to open (and does not set `ignoreErrors`).
-#[derive(Debug, thiserror::Error)]
-#[error("pubsub {name:?} ({type_name}, from {origin}) failed to initialize: {error}")]
-pub struct InitError {
-    pub name: String,
-    pub type_name: String,
-    pub origin: String,
-    #[source]
-    pub error: OpenError,
-}
+pub type InitError = crate::config::open::InitError<OpenError>;
 
 /// Every pub/sub component of this sidecar.
 #[derive(Default)]
@@ -98,32 +90,16 @@ impl PubSubs {
     /// (5 s by default). A broker that fails fails the whole call, naming the component, unless
     /// the component sets `ignoreErrors: true`: then it is logged and left out, as in daprd.
     pub async fn open(components: &[Component], ctx: PubSubsContext) -> Result<Self, InitError> {
-        let mut opened = HashMap::new();
-        for component in components.iter().filter(|c| c.category() == "pubsub") {
-            let timeout = component.init_timeout.unwrap_or(DEFAULT_INIT_TIMEOUT);
-            let broker = tokio::time::timeout(timeout, factory::open(component, &ctx.app_id))
-                .await
-                .map_err(|_| OpenError::Timeout(timeout))
-                .and_then(|r| r);
-            match broker {
-                Ok(broker) => {
-                    tracing::info!(component = %component.name, r#type = %component.type_name, "pubsub loaded");
-                    let entry = PubSubComponent::new(component.clone(), broker);
-                    opened.insert(component.name.clone(), Arc::new(entry));
-                }
-                Err(error) if component.ignore_errors => {
-                    tracing::warn!(component = %component.name, r#type = %component.type_name, %error, "pubsub failed to initialize; ignoring it because ignoreErrors is set");
-                }
-                Err(error) => {
-                    return Err(InitError {
-                        name: component.name.clone(),
-                        type_name: component.type_name.clone(),
-                        origin: component.source.to_string(),
-                        error,
-                    })
-                }
-            }
-        }
+        let app_id = ctx.app_id.as_str();
+        let opened =
+            crate::config::open::open_each(components, "pubsub", "pubsub", |c| async move {
+                let timeout = c.init_timeout.unwrap_or(DEFAULT_INIT_TIMEOUT);
+                let broker = tokio::time::timeout(timeout, factory::open(c, app_id))
+                    .await
+                    .map_err(|_| OpenError::Timeout(timeout))??;
+                Ok::<_, OpenError>(Arc::new(PubSubComponent::new(c.clone(), broker)))
+            })
+            .await?;
         Ok(Self {
             components: opened,
             app_id: ctx.app_id,

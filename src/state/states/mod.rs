@@ -44,15 +44,7 @@ pub struct StatesContext {
 }
 
 /// A state component that failed to open (and does not set `ignoreErrors`).
-#[derive(Debug, thiserror::Error)]
-#[error("state store {name:?} ({type_name}, from {origin}) failed to initialize: {error}")]
-pub struct InitError {
-    pub name: String,
-    pub type_name: String,
-    pub origin: String,
-    #[source]
-    pub error: OpenError,
-}
+pub type InitError = crate::config::open::InitError<OpenError>;
 
 /// The opened state stores, by component name.
 pub struct States {
@@ -86,26 +78,10 @@ impl States {
     /// whole call, naming the component, unless the component sets `ignoreErrors: true`: then
     /// it is logged and left out, as daprd does.
     pub async fn open(components: &[Component], ctx: StatesContext) -> Result<Self, InitError> {
-        let mut stores = HashMap::new();
-        for component in components.iter().filter(|c| c.category() == "state") {
-            match open_entry(component, &ctx).await {
-                Ok(entry) => {
-                    tracing::info!(component = %component.name, r#type = %component.type_name, "state store loaded");
-                    stores.insert(component.name.clone(), entry);
-                }
-                Err(error) if component.ignore_errors => {
-                    tracing::warn!(component = %component.name, r#type = %component.type_name, %error, "state store failed to initialize; ignoring it because ignoreErrors is set");
-                }
-                Err(error) => {
-                    return Err(InitError {
-                        name: component.name.clone(),
-                        type_name: component.type_name.clone(),
-                        origin: component.source.to_string(),
-                        error,
-                    })
-                }
-            }
-        }
+        let stores = crate::config::open::open_each(components, "state", "state store", |c| {
+            open_entry(c, &ctx)
+        })
+        .await?;
         Ok(Self {
             stores,
             app_id: ctx.app_id,
