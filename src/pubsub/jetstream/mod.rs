@@ -10,7 +10,9 @@
 //!   `queueGroupName` map to consumer groups); ack on handler success, nak (delayed by `ackWait`
 //!   when set, as daprd does) on failure; `maxDeliver` and `backOff` are enforced by the server.
 //! - Handler concurrency: daprd's `concurrency` mode, `single` by default (one message at a
-//!   time); `parallel` allows `SubscribeRequest::max_concurrency`.
+//!   time); `parallel` allows `SubscribeRequest::max_concurrency`, or, when the subscription sets
+//!   none, `maxAckPending` (the server's default, 1000, when unset): the bound on daprd's
+//!   goroutine-per-message handlers.
 //! - Outrigger extension: subscription metadata `ackWait` overrides the component's for that
 //!   subscription's consumer.
 //! - Features: none, as daprd's component reports.
@@ -48,6 +50,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bulk publishes are sent this many at a time, then their acks awaited together: a bound on
 /// the acks the client must track at once.
 const BULK_CHUNK: usize = 256;
+/// nats-server's `MaxAckPending` for a consumer that sets none.
+const SERVER_MAX_ACK_PENDING: usize = 1000;
 
 /// A `pubsub.jetstream` component: one NATS connection, shared by publishing and every
 /// subscription of the component.
@@ -313,7 +317,18 @@ impl PubSub for JetStreamPubSub {
             let first = consumer::create(&self.js, &stream, config.clone()).await?;
             let limit = match self.settings.concurrency {
                 Concurrency::Single => 1,
-                Concurrency::Parallel => req.max_concurrency.clamp(1, Semaphore::MAX_PERMITS),
+                // Unbounded by the subscription: as many as daprd's parallel handlers can have,
+                // which is what the server lets be unacked at once.
+                Concurrency::Parallel => match req.max_concurrency {
+                    0 => self
+                        .settings
+                        .max_ack_pending
+                        .and_then(|n| usize::try_from(n).ok())
+                        .filter(|n| *n > 0)
+                        .unwrap_or(SERVER_MAX_ACK_PENDING),
+                    n => n,
+                }
+                .min(Semaphore::MAX_PERMITS),
             };
             let stop = self.shutdown.child_token();
             let consume = Consume {

@@ -27,6 +27,10 @@ mod tests;
 /// First redelivery delay after a nack; doubles per attempt up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Handler calls at once when the subscription sets no bound (`max_concurrency` 0). daprd hands
+/// each in-memory message to its own goroutine; a bound keeps a burst from opening thousands of
+/// app connections, and is far above what one app answers in parallel.
+const DEFAULT_CONCURRENCY: usize = 100;
 
 /// The shared medium of one or more [`MemoryPubSub`] instances: subscriptions by topic pattern
 /// and consumer group. The registry holds groups weakly, so a group disappears with its last
@@ -145,7 +149,11 @@ impl MemoryPubSub {
     fn start(&self, req: SubscribeRequest, handler: Handler) -> Subscription {
         let group = self.bus.join(&req.topic, &self.consumer_id);
         let stop = self.closed.child_token();
-        let slots = Arc::new(Semaphore::new(req.max_concurrency.max(1)));
+        let slots = match req.max_concurrency {
+            0 => DEFAULT_CONCURRENCY,
+            n => n,
+        };
+        let slots = Arc::new(Semaphore::new(slots));
         let task = tokio::spawn(consume(group, handler, slots, stop.clone()));
         Subscription::new(stop, task)
     }
