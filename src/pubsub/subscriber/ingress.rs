@@ -7,6 +7,7 @@ use base64::Engine;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+use super::binary_mode;
 use super::plan::Plan;
 use crate::pubsub::routing::RoutingError;
 use crate::pubsub::Message;
@@ -19,9 +20,12 @@ pub(super) enum Ingress {
         path: String,
         body: Bytes,
         event: Map<String, Value>,
+        /// The original payload of a raw-payload subscription (bulk entries carry it as is).
+        raw: Option<Bytes>,
     },
     /// Ack without delivering (dead-lettered first when the subscription has a DLQ).
-    Drop(String),
+    /// `deliberate` as in [`Dropped`](super::postman::Dropped).
+    Drop { reason: String, deliberate: bool },
 }
 
 /// Why a message could not be processed; it goes back to the broker (or to the DLQ).
@@ -33,15 +37,27 @@ pub(super) enum IngressError {
     Routing(#[from] RoutingError),
 }
 
+/// daprd's default when neither the broker nor the metadata names a content type.
+const DEFAULT_CONTENT_TYPE: &str = "application/json";
+
 pub(super) fn process(plan: &Plan, msg: &Message) -> Result<Ingress, IngressError> {
-    let (event, body) = if plan.raw_payload {
+    let content_type = msg
+        .content_type
+        .as_deref()
+        .or_else(|| msg.metadata.get("content-type").map(String::as_str))
+        .unwrap_or(DEFAULT_CONTENT_TYPE);
+    let (event, body, raw) = if plan.raw_payload {
         let event = synthesize(plan, msg);
         let body = Bytes::from(Value::Object(event.clone()).to_string());
-        (event, body)
+        (event, body, Some(msg.data.clone()))
+    } else if binary_mode::is_binary(content_type) {
+        let event = binary_mode::rebuild(&msg.metadata, content_type, &msg.data);
+        let body = Bytes::from(Value::Object(event.clone()).to_string());
+        (event, body, None)
     } else {
         // The app gets the bytes exactly as published; the parsed copy is only for routing.
         match serde_json::from_slice::<Value>(&msg.data) {
-            Ok(Value::Object(event)) => (event, msg.data.clone()),
+            Ok(Value::Object(event)) => (event, msg.data.clone(), None),
             Ok(_) => {
                 return Err(IngressError::NotCloudEvent(
                     "the payload is JSON but not an object".to_owned(),
@@ -52,9 +68,10 @@ pub(super) fn process(plan: &Plan, msg: &Message) -> Result<Ingress, IngressErro
     };
     if let Some(Value::String(expiration)) = event.get("expiration") {
         if is_past(expiration) {
-            return Ok(Ingress::Drop(format!(
-                "the message expired at {expiration}"
-            )));
+            return Ok(Ingress::Drop {
+                reason: format!("the message expired at {expiration}"),
+                deliberate: false,
+            });
         }
     }
     let routed = plan.routes.route(&Value::Object(event.clone()))?;
@@ -63,8 +80,12 @@ pub(super) fn process(plan: &Plan, msg: &Message) -> Result<Ingress, IngressErro
             path: path.to_owned(),
             body,
             event,
+            raw,
         },
-        None => Ingress::Drop("no routing rule matched the event".to_owned()),
+        None => Ingress::Drop {
+            reason: "no routing rule matched the event".to_owned(),
+            deliberate: true,
+        },
     })
 }
 
