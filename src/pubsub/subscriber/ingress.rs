@@ -48,11 +48,11 @@ pub(super) fn process(plan: &Plan, msg: &Message) -> Result<Ingress, IngressErro
         .unwrap_or(DEFAULT_CONTENT_TYPE);
     let (event, body, raw) = if plan.raw_payload {
         let event = synthesize(plan, msg);
-        let body = Bytes::from(Value::Object(event.clone()).to_string());
+        let body = serialize(&event);
         (event, body, Some(msg.data.clone()))
     } else if binary_mode::is_binary(content_type) {
         let event = binary_mode::rebuild(&msg.metadata, content_type, &msg.data);
-        let body = Bytes::from(Value::Object(event.clone()).to_string());
+        let body = serialize(&event);
         (event, body, None)
     } else {
         // The app gets the bytes exactly as published; the parsed copy is only for routing.
@@ -74,10 +74,17 @@ pub(super) fn process(plan: &Plan, msg: &Message) -> Result<Ingress, IngressErro
             });
         }
     }
-    let routed = plan.routes.route(&Value::Object(event.clone()))?;
+    // Routing reads the event as a JSON value: wrap the map for it instead of copying it.
+    let wrapped = Value::Object(event);
+    let routed = plan.routes.route(&wrapped)?.map(str::to_owned);
+    let Value::Object(event) = wrapped else {
+        return Err(IngressError::NotCloudEvent(
+            "the event is not an object".to_owned(),
+        ));
+    };
     Ok(match routed {
         Some(path) => Ingress::Deliver {
-            path: path.to_owned(),
+            path,
             body,
             event,
             raw,
@@ -87,6 +94,12 @@ pub(super) fn process(plan: &Plan, msg: &Message) -> Result<Ingress, IngressErro
             deliberate: true,
         },
     })
+}
+
+/// A synthesized event as the JSON the app receives.
+fn serialize(event: &Map<String, Value>) -> Bytes {
+    // A map of JSON values always serializes.
+    Bytes::from(serde_json::to_vec(event).unwrap_or_default())
 }
 
 /// daprd's CloudEvent for a raw payload: fixed attributes, the bytes as `data_base64`, and the
