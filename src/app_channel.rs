@@ -16,7 +16,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::invoke::Call;
@@ -75,8 +75,11 @@ pub struct HealthProbeSettings {
 /// and daprd calls the app before the first probe result.
 #[derive(Debug)]
 pub struct AppHealth {
+    /// Read on every call to the app, so kept apart from the watch's lock.
     healthy: AtomicBool,
     failures: AtomicU32,
+    /// For those who act on a change (subscriptions pause while the app is unhealthy).
+    changes: watch::Sender<bool>,
 }
 
 impl Default for AppHealth {
@@ -84,6 +87,7 @@ impl Default for AppHealth {
         Self {
             healthy: AtomicBool::new(true),
             failures: AtomicU32::new(0),
+            changes: watch::Sender::new(true),
         }
     }
 }
@@ -93,16 +97,23 @@ impl AppHealth {
         self.healthy.load(Ordering::Acquire)
     }
 
+    /// Follows the health state: the receiver sees the current value and every flip.
+    pub fn watch(&self) -> watch::Receiver<bool> {
+        self.changes.subscribe()
+    }
+
     fn report(&self, ok: bool, threshold: u32) {
         if ok {
             self.failures.store(0, Ordering::Release);
             if !self.healthy.swap(true, Ordering::AcqRel) {
                 tracing::info!("app entered healthy status");
+                self.changes.send_replace(true);
             }
         } else {
             let failures = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
             if failures >= threshold && self.healthy.swap(false, Ordering::AcqRel) {
                 tracing::warn!(failures, "app entered unhealthy status");
+                self.changes.send_replace(false);
             }
         }
     }
@@ -316,11 +327,16 @@ mod tests {
     #[test]
     fn health_flips_after_threshold_and_back_on_success() {
         let h = AppHealth::default();
+        let mut changes = h.watch();
         h.report(false, 2);
         assert!(h.is_healthy());
+        assert!(!changes.has_changed().expect("sender alive"));
         h.report(false, 2);
         assert!(!h.is_healthy());
+        assert!(changes.has_changed().expect("sender alive"));
+        assert!(!*changes.borrow_and_update());
         h.report(true, 2);
         assert!(h.is_healthy());
+        assert!(*changes.borrow_and_update());
     }
 }

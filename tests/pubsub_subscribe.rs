@@ -20,9 +20,10 @@ use outrigger::app_channel::{AppChannel, AppChannelSettings};
 use outrigger::config::{BulkSubscribe, Component, ComponentSource, Subscription};
 use outrigger::pubsub::redis::open;
 use outrigger::pubsub::routing::RuleSpec;
-use outrigger::pubsub::subscriber::{RunningSubscriber, Subscriber};
+use outrigger::pubsub::subscriber::postman::HttpPostman;
+use outrigger::pubsub::subscriber::{RunningSubscriber, Subscriber, SubscriberContext};
 use outrigger::pubsub::{PubSub, PubSubComponent, PubSubs, PublishRequest};
-use outrigger::telemetry::metrics::SidecarMetrics;
+use outrigger::telemetry::metrics::{ComponentMetrics, SidecarMetrics};
 use serde_json::{json, Value};
 use support::eventually;
 use tokio::net::TcpListener;
@@ -247,15 +248,20 @@ async fn start(
     declarative: &[Subscription],
     discover: bool,
 ) -> RunningSubscriber {
-    Subscriber::start(
-        APP_ID,
-        pubsubs.clone(),
-        channel(port),
-        declarative,
-        discover,
-    )
-    .await
-    .expect("start subscriber")
+    let app = channel(port);
+    let ctx = SubscriberContext {
+        app_id: APP_ID.to_owned(),
+        pubsubs: pubsubs.clone(),
+        postman: Arc::new(HttpPostman::new(app.clone())),
+        metrics: Arc::new(ComponentMetrics::new(
+            &mut prometheus_client::registry::Registry::default(),
+            APP_ID,
+            "default",
+        )),
+    };
+    Subscriber::start(ctx, &app, declarative, discover)
+        .await
+        .expect("start subscriber")
 }
 
 /// A CloudEvent as a publisher sidecar would write it, `data.id` = `id`.
@@ -701,4 +707,249 @@ async fn random_app_failures_lose_nothing() {
         deliveries - TOTAL - duplicates
     );
     assert!((0..TOTAL).all(|i| ok.contains_key(&format!("m{i}"))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_mode_event_is_rebuilt_from_ce_metadata_and_routed() {
+    let streams = Streams::new("binary");
+    let topic = streams.topic("t");
+    let (ps, broker) = pubsubs(&[]).await;
+    let (app, port) = TestApp::start(None, None, ok()).await;
+    let mut s = subscription(&topic, "/other");
+    s.rules = vec![RuleSpec {
+        match_expr: r#"event.type == "order.created" && event.source == "shop""#.into(),
+        path: "/created".into(),
+    }];
+    let sub = start(&ps, port, &[s], false).await;
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    // Redis carries no content type of its own: it travels as the `content-type` metadata key,
+    // as daprd's Redis component does.
+    let metadata = HashMap::from(
+        [
+            ("content-type", "application/octet-stream"),
+            ("ce_id", "evt-1"),
+            ("ce_source", "shop"),
+            ("ce_type", "order.created"),
+            ("ce_specversion", "1.0"),
+            ("ce_traceparent", tp),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    broker
+        .publish(PublishRequest {
+            topic: topic.clone(),
+            data: Bytes::from_static(b"\x01\x02binary"),
+            content_type: None,
+            metadata,
+        })
+        .await
+        .expect("publish");
+    let rec = eventually("the binary-mode delivery", || async {
+        app.on("/created").into_iter().next()
+    })
+    .await;
+    let ce = rec.json();
+    assert_eq!(ce["id"], "evt-1");
+    assert_eq!(ce["source"], "shop");
+    assert_eq!(ce["type"], "order.created");
+    assert_eq!(ce["specversion"], "1.0");
+    assert_eq!(ce["datacontenttype"], "application/octet-stream");
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(ce["data_base64"].as_str().expect("data_base64"))
+        .expect("base64");
+    assert_eq!(data, b"\x01\x02binary");
+    let got = rec.headers["traceparent"].to_str().expect("ascii");
+    assert!(got.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+    all_acked(&topic).await;
+    assert!(app.on("/other").is_empty());
+    sub.stop().await;
+}
+
+/// Answers a bulk envelope with SUCCESS for every entry.
+fn bulk_ok() -> Behaviour {
+    Box::new(|rec, _| {
+        let statuses: Vec<Value> = rec.json()["entries"]
+            .as_array()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|e| json!({"entryId": e["entryId"], "status": "SUCCESS"}))
+                    .collect()
+            })
+            .unwrap_or_default();
+        (StatusCode::OK, json!({ "statuses": statuses }).to_string())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_subscribe_batches_routes_per_entry_and_acks_each_message() {
+    const TOTAL: usize = 12;
+    let streams = Streams::new("bulk");
+    let (topic, raw_topic) = (streams.topic("t"), streams.topic("raw"));
+    // Redis caps handler calls at its `concurrency` (room for a whole batch here) and abandons
+    // a call after `processingTimeout`, which must leave room for `maxAwaitDurationMs`.
+    let (ps, broker) = pubsubs(&[("concurrency", "20"), ("processingTimeout", "2s")]).await;
+    let (app, port) = TestApp::start(None, None, bulk_ok()).await;
+    let bulk = BulkSubscribe {
+        enabled: true,
+        max_messages_count: 5,
+        max_await: Duration::from_millis(300),
+    };
+    let mut s = subscription(&topic, "/b");
+    s.rules = vec![RuleSpec {
+        match_expr: r#"event.data.kind == "a""#.into(),
+        path: "/a".into(),
+    }];
+    s.bulk_subscribe = bulk;
+    let mut raw = subscription(&raw_topic, "/raw");
+    raw.metadata.insert("rawPayload".into(), "true".into());
+    raw.bulk_subscribe = bulk;
+    let sub = start(&ps, port, &[s, raw], false).await;
+
+    for i in 0..TOTAL {
+        let kind = if i % 2 == 0 { "a" } else { "b" };
+        let data = json!({"data": {"kind": kind}});
+        publish(&broker, &topic, event(&topic, &format!("m{i}"), data)).await;
+    }
+    broker
+        .publish(PublishRequest {
+            topic: raw_topic.clone(),
+            data: Bytes::from_static(b"\x00raw"),
+            content_type: None,
+            metadata: HashMap::new(),
+        })
+        .await
+        .expect("publish raw");
+
+    let posts = eventually("every message delivered in bulk", || async {
+        let posts: Vec<Received> = app
+            .received()
+            .into_iter()
+            .filter(|r| r.path != "/raw")
+            .collect();
+        let entries: usize = posts
+            .iter()
+            .map(|r| r.json()["entries"].as_array().map_or(0, Vec::len))
+            .sum();
+        (entries == TOTAL).then_some(posts)
+    })
+    .await;
+    all_acked(&topic).await;
+    assert!(
+        posts.len() < TOTAL,
+        "messages were batched: {} calls",
+        posts.len()
+    );
+    for post in &posts {
+        assert_eq!(post.headers["content-type"], "application/json");
+        let body = post.json();
+        assert_eq!(body["type"], "com.dapr.event.sent.bulk");
+        assert_eq!(body["topic"], topic.as_str());
+        assert_eq!(body["pubsubname"], PUBSUB);
+        let entries = body["entries"].as_array().expect("entries");
+        assert!(entries.len() <= 5, "maxMessagesCount respected");
+        let want_kind = if post.path == "/a" { "a" } else { "b" };
+        for e in entries {
+            assert_eq!(e["contentType"], "application/cloudevents+json");
+            assert_eq!(
+                e["event"]["data"]["kind"], want_kind,
+                "each call carries only the entries routed to its path"
+            );
+            assert!(e["entryId"].as_str().is_some_and(|id| !id.is_empty()));
+        }
+    }
+
+    let raw_post = eventually("the raw bulk delivery", || async {
+        app.on("/raw").into_iter().next()
+    })
+    .await;
+    let entry = &raw_post.json()["entries"][0];
+    assert_eq!(entry["contentType"], "application/octet-stream");
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(entry["event"].as_str().expect("base64 string"))
+        .expect("base64");
+    assert_eq!(payload, b"\x00raw");
+    all_acked(&raw_topic).await;
+    sub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_entry_statuses_decide_each_message() {
+    let streams = Streams::new("bulkstatus");
+    let (topic, dl_topic, dlq) = (
+        streams.topic("t"),
+        streams.topic("with-dlq"),
+        streams.topic("poison"),
+    );
+    let (ps, broker) = pubsubs(&[("concurrency", "20"), ("processingTimeout", "2s")]).await;
+    // Per entry, by `data.id`: `retry*` answers RETRY and `unlisted` gets no status the first
+    // time; `drop` is dropped; everything else succeeds. The dead-letter topic is delivered
+    // one by one.
+    let seen: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let counts = seen.clone();
+    let behaviour: Behaviour = Box::new(move |rec, _| {
+        if rec.path == "/dead" {
+            return (StatusCode::OK, String::new());
+        }
+        let mut counts = counts.lock().expect("lock");
+        let mut statuses = Vec::new();
+        for e in rec.json()["entries"].as_array().into_iter().flatten() {
+            let id = e["event"]["data"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let n = counts.entry(id.clone()).or_default();
+            *n += 1;
+            let status = match (id.as_str(), *n) {
+                ("drop", _) => "DROP",
+                (r, 1) if r.starts_with("retry") => "RETRY",
+                ("unlisted", 1) => continue,
+                _ => "SUCCESS",
+            };
+            statuses.push(json!({"entryId": e["entryId"], "status": status}));
+        }
+        (StatusCode::OK, json!({ "statuses": statuses }).to_string())
+    });
+    let (app, port) = TestApp::start(None, None, behaviour).await;
+    let bulk = BulkSubscribe {
+        enabled: true,
+        max_messages_count: 10,
+        max_await: Duration::from_millis(200),
+    };
+    let mut plain = subscription(&topic, "/bulk");
+    plain.bulk_subscribe = bulk;
+    let mut with_dlq = subscription(&dl_topic, "/bulk");
+    with_dlq.dead_letter_topic = Some(dlq.clone());
+    with_dlq.bulk_subscribe = bulk;
+    let subs = [plain, with_dlq, subscription(&dlq, "/dead")];
+    let sub = start(&ps, port, &subs, false).await;
+    for id in ["ok", "retry", "unlisted"] {
+        publish(&broker, &topic, event(&topic, id, json!({}))).await;
+    }
+    for id in ["drop", "retry-dlq"] {
+        publish(&broker, &dl_topic, event(&dl_topic, id, json!({}))).await;
+    }
+    eventually("failed entries redelivered until they succeed", || async {
+        let counts = seen.lock().expect("lock").clone();
+        (counts.get("retry") == Some(&2) && counts.get("unlisted") == Some(&2)).then_some(())
+    })
+    .await;
+    // With a dead-letter topic and no resiliency policy a retried entry is dead-lettered at
+    // once (daprd gives up at once), like a dropped one.
+    eventually("dropped and retried entries dead-lettered", || async {
+        let mut ids: Vec<String> = app.on("/dead").iter().map(Received::id).collect();
+        ids.sort();
+        (ids == ["drop", "retry-dlq"]).then_some(())
+    })
+    .await;
+    all_acked(&topic).await;
+    all_acked(&dl_topic).await;
+    all_acked(&dlq).await;
+    assert_eq!(seen.lock().expect("lock").get("ok"), Some(&1), "acked once");
+    assert_eq!(
+        seen.lock().expect("lock").get("drop"),
+        Some(&1),
+        "not redelivered"
+    );
+    sub.stop().await;
 }

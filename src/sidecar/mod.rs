@@ -17,7 +17,10 @@ use crate::config::{self, LoadOptions, TemplateContext};
 use crate::invoke::{Inbound, InboundServer, Invoker, InvokerSettings, LocalIdentity};
 use crate::lifecycle::{Lifecycle, StopKind};
 use crate::proto::internals::service_invocation_server::ServiceInvocationServer;
-use crate::pubsub::subscriber::{RunningSubscriber, Subscriber};
+use crate::pubsub::subscriber::postman::HttpPostman;
+use crate::pubsub::subscriber::{
+    pause_while_unhealthy, RunningSubscriber, Subscriber, SubscriberContext,
+};
 use crate::pubsub::{PubSubs, PubSubsContext};
 use crate::resolve::sqlite::{Registration, SqliteResolver, SqliteSettings};
 use crate::state::{States, StatesContext};
@@ -95,7 +98,7 @@ impl Sidecar {
                 &resources.components,
                 PubSubsContext {
                     app_id: options.app_id.clone(),
-                    metrics: component_metrics,
+                    metrics: component_metrics.clone(),
                 },
             )
             .await?,
@@ -318,6 +321,7 @@ impl Sidecar {
             let pubsubs = pubsubs.clone();
             let subscriber = subscriber.clone();
             let app_id = options.app_id.clone();
+            let component_metrics = component_metrics.clone();
             let discover = !options
                 .disable_init_endpoints
                 .iter()
@@ -340,9 +344,24 @@ impl Sidecar {
                 if lifecycle.stopping().is_cancelled() {
                     return;
                 }
-                match Subscriber::start(&app_id, pubsubs, app, &declarative, discover).await {
+                let ctx = SubscriberContext {
+                    app_id,
+                    pubsubs,
+                    postman: Arc::new(HttpPostman::new(app.clone())),
+                    metrics: component_metrics,
+                };
+                match Subscriber::start(ctx, &app, &declarative, discover).await {
                     Ok(running) => *slot = Some(running),
                     Err(err) => tracing::error!(%err, "starting subscriptions failed"),
+                }
+                drop(slot);
+                if app.settings().health.is_some() {
+                    pause_while_unhealthy(
+                        subscriber,
+                        app.health().watch(),
+                        lifecycle.stopping().clone(),
+                    )
+                    .await;
                 }
             });
         }

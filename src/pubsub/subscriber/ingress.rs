@@ -7,6 +7,7 @@ use base64::Engine;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+use super::binary_mode;
 use super::plan::Plan;
 use crate::pubsub::routing::RoutingError;
 use crate::pubsub::Message;
@@ -19,9 +20,12 @@ pub(super) enum Ingress {
         path: String,
         body: Bytes,
         event: Map<String, Value>,
+        /// The original payload of a raw-payload subscription (bulk entries carry it as is).
+        raw: Option<Bytes>,
     },
     /// Ack without delivering (dead-lettered first when the subscription has a DLQ).
-    Drop(String),
+    /// `deliberate` as in [`Dropped`](super::postman::Dropped).
+    Drop { reason: String, deliberate: bool },
 }
 
 /// Why a message could not be processed; it goes back to the broker (or to the DLQ).
@@ -33,15 +37,27 @@ pub(super) enum IngressError {
     Routing(#[from] RoutingError),
 }
 
+/// daprd's default when neither the broker nor the metadata names a content type.
+const DEFAULT_CONTENT_TYPE: &str = "application/json";
+
 pub(super) fn process(plan: &Plan, msg: &Message) -> Result<Ingress, IngressError> {
-    let (event, body) = if plan.raw_payload {
+    let content_type = msg
+        .content_type
+        .as_deref()
+        .or_else(|| msg.metadata.get("content-type").map(String::as_str))
+        .unwrap_or(DEFAULT_CONTENT_TYPE);
+    let (event, body, raw) = if plan.raw_payload {
         let event = synthesize(plan, msg);
-        let body = Bytes::from(Value::Object(event.clone()).to_string());
-        (event, body)
+        let body = serialize(&event);
+        (event, body, Some(msg.data.clone()))
+    } else if binary_mode::is_binary(content_type) {
+        let event = binary_mode::rebuild(&msg.metadata, content_type, &msg.data);
+        let body = serialize(&event);
+        (event, body, None)
     } else {
         // The app gets the bytes exactly as published; the parsed copy is only for routing.
         match serde_json::from_slice::<Value>(&msg.data) {
-            Ok(Value::Object(event)) => (event, msg.data.clone()),
+            Ok(Value::Object(event)) => (event, msg.data.clone(), None),
             Ok(_) => {
                 return Err(IngressError::NotCloudEvent(
                     "the payload is JSON but not an object".to_owned(),
@@ -52,20 +68,38 @@ pub(super) fn process(plan: &Plan, msg: &Message) -> Result<Ingress, IngressErro
     };
     if let Some(Value::String(expiration)) = event.get("expiration") {
         if is_past(expiration) {
-            return Ok(Ingress::Drop(format!(
-                "the message expired at {expiration}"
-            )));
+            return Ok(Ingress::Drop {
+                reason: format!("the message expired at {expiration}"),
+                deliberate: false,
+            });
         }
     }
-    let routed = plan.routes.route(&Value::Object(event.clone()))?;
+    // Routing reads the event as a JSON value: wrap the map for it instead of copying it.
+    let wrapped = Value::Object(event);
+    let routed = plan.routes.route(&wrapped)?.map(str::to_owned);
+    let Value::Object(event) = wrapped else {
+        return Err(IngressError::NotCloudEvent(
+            "the event is not an object".to_owned(),
+        ));
+    };
     Ok(match routed {
         Some(path) => Ingress::Deliver {
-            path: path.to_owned(),
+            path,
             body,
             event,
+            raw,
         },
-        None => Ingress::Drop("no routing rule matched the event".to_owned()),
+        None => Ingress::Drop {
+            reason: "no routing rule matched the event".to_owned(),
+            deliberate: true,
+        },
     })
+}
+
+/// A synthesized event as the JSON the app receives.
+fn serialize(event: &Map<String, Value>) -> Bytes {
+    // A map of JSON values always serializes.
+    Bytes::from(serde_json::to_vec(event).unwrap_or_default())
 }
 
 /// daprd's CloudEvent for a raw payload: fixed attributes, the bytes as `data_base64`, and the

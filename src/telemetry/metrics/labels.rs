@@ -143,3 +143,25 @@ pub(crate) struct ComponentPubsubEgressLabels {
     pub(crate) success: &'static str,
     pub(crate) topic: LabelStr<Arc<str>>,
 }
+
+/// `dapr_component_pubsub_ingress_count` and `dapr_component_pubsub_ingress_latencies`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ComponentPubsubIngressLabels {
+    pub(crate) app_id: AppId,
+    pub(crate) component: LabelStr<Arc<str>>,
+    pub(crate) namespace: AppId,
+    pub(crate) process_status: &'static str,
+    pub(crate) status: &'static str,
+    pub(crate) topic: LabelStr<Arc<str>>,
+}
+
+/// The bulk ingress families. daprd declares `process_status` on all three views but records
+/// the per-call count and latency without it, so those series carry it empty.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ComponentPubsubBulkIngressLabels {
+    pub(crate) app_id: AppId,
+    pub(crate) component: LabelStr<Arc<str>>,
+    pub(crate) namespace: AppId,
+    pub(crate) process_status: &'static str,
+    pub(crate) topic: LabelStr<Arc<str>>,
+}
