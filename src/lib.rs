@@ -6,6 +6,7 @@
 pub mod api;
 pub mod app_channel;
 pub mod config;
+pub mod control;
 pub mod http_path;
 pub mod invoke;
 pub mod lifecycle;
