@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 
 use crate::api::http::{Edge, ServeSettings};
 use crate::api::{self, ApiState, AppConnectionInfo};
-use crate::app_channel::{AppChannel, AppChannelSettings, HealthProbeSettings};
+use crate::app_channel::{AppChannel, AppChannelSettings, GrpcAppSettings, HealthProbeSettings};
 use crate::config::{self, LoadOptions, TemplateContext};
 use crate::invoke::{Inbound, InboundServer, Invoker, InvokerSettings, LocalIdentity};
 use crate::lifecycle::{Lifecycle, StopKind};
@@ -184,6 +184,12 @@ impl Sidecar {
                     address: options.app_channel_address.clone(),
                     port,
                     h2c: options.effective_app_protocol() == AppProtocol::H2c,
+                    grpc: (options.effective_app_protocol() == AppProtocol::Grpc).then(|| {
+                        GrpcAppSettings {
+                            max_message_size: usize::try_from(options.max_body_bytes())
+                                .unwrap_or(usize::MAX),
+                        }
+                    }),
                     max_concurrency: options.app_concurrency_limit(),
                     app_api_token: options.app_api_token.clone(),
                     health,

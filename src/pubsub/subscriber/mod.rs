@@ -17,6 +17,7 @@ use crate::pubsub::{
 
 mod deliver;
 mod discovery;
+mod grpc_postman;
 mod ingress;
 mod plan;
 
@@ -67,7 +68,10 @@ impl Subscriber {
     ) -> Result<RunningSubscriber, SubscriberError> {
         let mut specs: Vec<Spec> = declarative.iter().map(Spec::from).collect();
         if discover {
-            specs.extend(discovery::discover(&app).await);
+            match app.grpc() {
+                Some(grpc) => specs.extend(grpc_postman::discover(grpc).await),
+                None => specs.extend(discovery::discover(&app).await),
+            }
         }
         let plans = plan::build(app_id, &pubsubs, specs);
         let mut running = RunningSubscriber {
@@ -154,10 +158,20 @@ impl Delivery {
     async fn handle(&self, msg: Message) -> Result<(), Nack> {
         let plan = &self.plan;
         let verdict = match ingress::process(plan, &msg) {
-            Ok(Ingress::Deliver { path, body, event }) => {
-                let headers = deliver::headers(&msg.metadata, &plan.pubsub.name, &event);
-                deliver::deliver(&self.app, &path, body, headers).await
-            }
+            Ok(Ingress::Deliver { path, body, event }) => match self.app.grpc() {
+                Some(grpc) => {
+                    let target = grpc_postman::Target {
+                        path: &path,
+                        pubsub_name: &plan.pubsub.name,
+                        topic: &plan.topic,
+                    };
+                    grpc_postman::deliver(&self.app, grpc, &event, target, &msg.metadata).await
+                }
+                None => {
+                    let headers = deliver::headers(&msg.metadata, &plan.pubsub.name, &event);
+                    deliver::deliver(&self.app, &path, body, headers).await
+                }
+            },
             Ok(Ingress::Drop(reason)) => Verdict::Drop(reason),
             Err(e) => Verdict::Retry(e.to_string()),
         };
