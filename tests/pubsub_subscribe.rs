@@ -219,6 +219,7 @@ fn channel(port: u16) -> Arc<AppChannel> {
             address: "127.0.0.1".into(),
             port,
             h2c: false,
+            grpc: None,
             max_concurrency: None,
             app_api_token: None,
             health: None,

@@ -14,7 +14,7 @@ use super::body::{collect_limited, response_chunks, CollectError, PayloadBody};
 use super::headers::{from_metadata, CALLER_APP_ID};
 use super::status::head_from_http;
 use super::Call;
-use crate::app_channel::{AppChannel, AppChannelError};
+use crate::app_channel::{AppChannel, AppChannelError, GrpcReply};
 use crate::http_path::clean_method;
 use crate::proto::common::http_extension::Verb;
 use crate::proto::common::InvokeRequest;
@@ -57,6 +57,34 @@ impl Inbound {
         self.metrics.invocation_response_sent(&caller, status);
         res
     }
+
+    /// Hands a peer's request to a gRPC app as daprd does (its `InvokeRequest` as is), and
+    /// answers with the app's gRPC status; `None` when the app does not speak gRPC.
+    async fn deliver_grpc(
+        &self,
+        request: InternalInvokeRequest,
+    ) -> Option<Result<InternalInvokeResponse, AppChannelError>> {
+        let app = self.app.as_ref()?;
+        let grpc = app.grpc()?;
+        let caller = request
+            .metadata
+            .get(CALLER_APP_ID)
+            .and_then(|v| v.values.first())
+            .cloned()
+            .unwrap_or_default();
+        self.metrics.invocation_request_received(&caller);
+        let result = match app.admit().await {
+            Ok(_permit) => grpc.invoke_internal(request).await,
+            Err(e) => Err(e),
+        };
+        let code = result.as_ref().map_or(13, |r| r.status.code);
+        self.metrics.invocation_response_sent(&caller, code);
+        Some(result.map(GrpcReply::into_internal))
+    }
+
+    fn app_speaks_grpc(&self) -> bool {
+        self.app.as_ref().is_some_and(|a| a.grpc().is_some())
+    }
 }
 
 /// The tonic service wrapping [`Inbound`].
@@ -90,6 +118,9 @@ impl ServiceInvocation for InboundServer {
         request: tonic::Request<InternalInvokeRequest>,
     ) -> Result<tonic::Response<InternalInvokeResponse>, tonic::Status> {
         let mut request = request.into_inner();
+        if self.inbound.app_speaks_grpc() {
+            return self.call_grpc_app(request).await.map(tonic::Response::new);
+        }
         let data = request
             .message
             .as_mut()
@@ -136,6 +167,9 @@ impl ServiceInvocation for InboundServer {
             )
         })?;
         let body = Body::new(PayloadBody::new(first.payload, stream));
+        if self.inbound.app_speaks_grpc() {
+            return self.call_grpc_app_streamed(request, body).await;
+        }
         let call = call_from_request(request, body)?;
         let res = self.inbound.deliver(call).await.map_err(status_from_app)?;
         let (parts, body) = res.into_parts();
@@ -144,6 +178,59 @@ impl ServiceInvocation for InboundServer {
             payload: None,
         };
         Ok(tonic::Response::new(Box::pin(response_chunks(head, body))))
+    }
+}
+
+impl InboundServer {
+    async fn call_grpc_app(
+        &self,
+        request: InternalInvokeRequest,
+    ) -> Result<InternalInvokeResponse, tonic::Status> {
+        match self.inbound.deliver_grpc(request).await {
+            Some(result) => result.map_err(status_from_app),
+            None => Err(tonic::Status::internal("app channel is not initialized")),
+        }
+    }
+
+    /// A gRPC app takes one message: the streamed body is gathered (bounded by
+    /// `--max-body-size`), and the answer goes back as a head plus one payload.
+    async fn call_grpc_app_streamed(
+        &self,
+        mut request: InternalInvokeRequest,
+        body: Body,
+    ) -> Result<tonic::Response<ResponseStream>, tonic::Status> {
+        let data = collect_limited(body, self.inbound.max_body)
+            .await
+            .map_err(|e| match e {
+                CollectError::TooLarge => tonic::Status::resource_exhausted(format!(
+                    "request body exceeds the limit of {} bytes",
+                    self.inbound.max_body
+                )),
+                CollectError::Read(e) => {
+                    tonic::Status::invalid_argument(format!("error reading request body: {e}"))
+                }
+            })?;
+        if let Some(message) = request.message.as_mut() {
+            message.data = Some(prost_types::Any {
+                type_url: String::new(),
+                value: data.into(),
+            });
+        }
+        let mut head = self.call_grpc_app(request).await?;
+        let data = head
+            .message
+            .as_mut()
+            .and_then(|m| m.data.take())
+            .map(|any| Bytes::from(any.value))
+            .unwrap_or_default();
+        let head = InternalInvokeResponseStream {
+            response: Some(head),
+            payload: None,
+        };
+        Ok(tonic::Response::new(Box::pin(response_chunks(
+            head,
+            Body::from(data),
+        ))))
     }
 }
 

@@ -12,8 +12,9 @@ mod outbound;
 mod peers;
 mod status;
 
-pub use inbound::{Inbound, InboundServer};
+pub use inbound::{method_to_verb, Inbound, InboundServer};
 pub use outbound::{Invoker, InvokerSettings, LocalIdentity};
+pub use status::http_status_from_grpc;
 
 /// A call on its way to an app, whatever transport brought it: the headers are already
 /// filtered and stamped with the caller's identity.

@@ -15,7 +15,7 @@ use super::body::{collect_limited, CollectError, Leftover, PayloadBody, RequestC
 use super::headers::{stamp_caller, to_metadata, CallerStamp};
 use super::inbound::{method_to_verb, Inbound};
 use super::peers::{Peer, Peers, Streaming};
-use super::status::head_to_http;
+use super::status::response_from_head;
 use super::{Call, InvokeError};
 use crate::proto::common::{HttpExtension, InvokeRequest};
 use crate::proto::internals::{ApiVersion, InternalInvokeRequest};
@@ -264,11 +264,7 @@ impl Invoker {
             .and_then(|m| m.data.take())
             .map(|any| Bytes::from(any.value))
             .unwrap_or_default();
-        let (status, headers) = head_to_http(&mut res);
-        let mut response = Response::new(Body::from(data));
-        *response.status_mut() = status;
-        *response.headers_mut() = headers;
-        Ok(response)
+        Ok(response_from_head(res, Body::from(data)))
     }
 }
 
@@ -315,16 +311,13 @@ async fn stream_response(
                 "peer closed the stream without a response",
             ))
         })?;
-    let mut head = first.response.ok_or_else(|| {
+    let head = first.response.ok_or_else(|| {
         InvokeError::Rpc(tonic::Status::internal(
             "the first message from the peer carried no response",
         ))
     })?;
-    let (status, headers) = head_to_http(&mut head);
-    let mut response = Response::new(Body::new(PayloadBody::new(first.payload, stream)));
-    *response.status_mut() = status;
-    *response.headers_mut() = headers;
-    Ok(response)
+    let body = Body::new(PayloadBody::new(first.payload, stream));
+    Ok(response_from_head(head, body))
 }
 
 fn body_error_to_invoke(err: &(dyn std::error::Error + 'static), limit: u64) -> InvokeError {

@@ -2,10 +2,13 @@
 
 use std::collections::HashMap;
 
+use axum::body::Body;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, Response, StatusCode};
 
 use super::headers::{strip_hop_by_hop, to_metadata};
+use crate::app_channel::grpc::status_json;
+use crate::app_channel::AppGrpcStatus;
 use crate::proto::common::InvokeResponse;
 use crate::proto::internals::{InternalInvokeResponse, ListStringValue, Status};
 
@@ -72,6 +75,28 @@ pub fn head_to_http(head: &mut InternalInvokeResponse) -> (StatusCode, HeaderMap
     (status, headers)
 }
 
+/// A peer's answer as the HTTP response for the local caller. When the callee app speaks gRPC
+/// (code below 100) its status rides along as an [`AppGrpcStatus`] extension, and a failure's
+/// body is the status as JSON, as daprd's HTTP API answers; `body` is then dropped unread.
+pub fn response_from_head(mut head: InternalInvokeResponse, body: Body) -> Response<Body> {
+    let grpc = head.status.clone().filter(|s| s.code < 100);
+    let (status, mut headers) = head_to_http(&mut head);
+    let body = match &grpc {
+        Some(s) if s.code != 0 => {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            Body::from(status_json(s))
+        }
+        _ => body,
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    if let Some(s) = grpc {
+        response.extensions_mut().insert(AppGrpcStatus(s));
+    }
+    response
+}
+
 /// grpc-gateway's mapping, which daprd uses for gRPC apps called over HTTP.
 pub fn http_status_from_grpc(code: i32) -> StatusCode {
     match code {
@@ -127,5 +152,12 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(head_to_http(&mut head).0, StatusCode::BAD_REQUEST);
+        let res = response_from_head(head, Body::from("ignored"));
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(res.headers()[CONTENT_TYPE], "application/json");
+        assert_eq!(
+            res.extensions().get::<AppGrpcStatus>().map(|s| s.0.code),
+            Some(3)
+        );
     }
 }

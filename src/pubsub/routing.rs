@@ -68,9 +68,37 @@ impl Routes {
         default: Option<&str>,
         legacy_route: Option<&str>,
     ) -> Result<Self, RoutingError> {
+        let mut out = Self::compile_rules(rules, false)?;
+        let catch_all = default
+            .filter(|d| !d.is_empty())
+            .or(legacy_route.filter(|r| !r.is_empty()));
+        if let Some(path) = catch_all {
+            out.rules.push(Rule {
+                expr: String::new(),
+                program: None,
+                path: path.to_owned(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// A gRPC app's routes (daprd's `ListTopicSubscriptions` handling): the rules, then
+    /// `default` as the catch-all even when empty. The app tells events apart by
+    /// `TopicEventRequest.path`, where an empty path is a valid answer.
+    pub fn compile_for_grpc_app(rules: &[RuleSpec], default: &str) -> Result<Self, RoutingError> {
+        let mut out = Self::compile_rules(rules, true)?;
+        out.rules.push(Rule {
+            expr: String::new(),
+            program: None,
+            path: default.to_owned(),
+        });
+        Ok(out)
+    }
+
+    fn compile_rules(rules: &[RuleSpec], allow_empty_paths: bool) -> Result<Self, RoutingError> {
         let mut out = Vec::with_capacity(rules.len() + 1);
         for (i, spec) in rules.iter().enumerate() {
-            if spec.path.is_empty() {
+            if spec.path.is_empty() && !allow_empty_paths {
                 return Err(RoutingError::EmptyPath { rule: i });
             }
             let expr = spec.match_expr.trim();
@@ -89,16 +117,6 @@ impl Routes {
                 expr: expr.to_owned(),
                 program,
                 path: spec.path.clone(),
-            });
-        }
-        let catch_all = default
-            .filter(|d| !d.is_empty())
-            .or(legacy_route.filter(|r| !r.is_empty()));
-        if let Some(path) = catch_all {
-            out.push(Rule {
-                expr: String::new(),
-                program: None,
-                path: path.to_owned(),
             });
         }
         Ok(Self { rules: out })

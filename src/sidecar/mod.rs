@@ -12,12 +12,12 @@ use tokio::task::JoinSet;
 
 use crate::api::http::{Edge, ServeSettings};
 use crate::api::{self, ApiState, AppConnectionInfo};
-use crate::app_channel::{AppChannel, AppChannelSettings, HealthProbeSettings};
+use crate::app_channel::{AppChannel, AppChannelSettings, GrpcAppSettings, HealthProbeSettings};
 use crate::config::{self, LoadOptions, TemplateContext};
 use crate::invoke::{Inbound, InboundServer, Invoker, InvokerSettings, LocalIdentity};
 use crate::lifecycle::{Lifecycle, StopKind};
 use crate::proto::internals::service_invocation_server::ServiceInvocationServer;
-use crate::pubsub::subscriber::postman::HttpPostman;
+use crate::pubsub::subscriber::postman::{GrpcPostman, HttpPostman, Postman};
 use crate::pubsub::subscriber::{
     pause_while_unhealthy, RunningSubscriber, Subscriber, SubscriberContext,
 };
@@ -187,6 +187,12 @@ impl Sidecar {
                     address: options.app_channel_address.clone(),
                     port,
                     h2c: options.effective_app_protocol() == AppProtocol::H2c,
+                    grpc: (options.effective_app_protocol() == AppProtocol::Grpc).then(|| {
+                        GrpcAppSettings {
+                            max_message_size: usize::try_from(options.max_body_bytes())
+                                .unwrap_or(usize::MAX),
+                        }
+                    }),
                     max_concurrency: options.app_concurrency_limit(),
                     app_api_token: options.app_api_token.clone(),
                     health,
@@ -347,7 +353,10 @@ impl Sidecar {
                 let ctx = SubscriberContext {
                     app_id,
                     pubsubs,
-                    postman: Arc::new(HttpPostman::new(app.clone())),
+                    postman: match GrpcPostman::new(app.clone()) {
+                        Some(grpc) => Arc::new(grpc) as Arc<dyn Postman>,
+                        None => Arc::new(HttpPostman::new(app.clone())),
+                    },
                     metrics: component_metrics,
                 };
                 match Subscriber::start(ctx, &app, &declarative, discover).await {

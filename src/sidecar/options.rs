@@ -298,7 +298,7 @@ pub enum OptionsError {
     AppPortClash(u16),
     #[error("--app-health-probe-timeout ({timeout_ms}ms) must not exceed --app-health-probe-interval ({interval_s}s)")]
     ProbeTimeout { timeout_ms: u64, interval_s: u64 },
-    #[error("--app-protocol {0} is not supported yet: use http or h2c")]
+    #[error("--app-protocol {0} is not supported yet: use http, h2c or grpc")]
     UnsupportedAppProtocol(&'static str),
     #[error("invalid listen address {0:?} in --dapr-listen-addresses")]
     ListenAddress(String),
@@ -340,7 +340,7 @@ impl Options {
             });
         }
         match self.effective_app_protocol() {
-            AppProtocol::Http | AppProtocol::H2c => {}
+            AppProtocol::Http | AppProtocol::H2c | AppProtocol::Grpc => {}
             other => return Err(OptionsError::UnsupportedAppProtocol(other.as_str())),
         }
         self.listen_addresses()?;
@@ -571,7 +571,11 @@ mod tests {
         ));
         assert!(parse(&["--app-id", "a", "--app-protocol", "GRPC"])
             .validate()
-            .is_err());
+            .is_ok());
+        assert!(matches!(
+            parse(&["--app-id", "a", "--app-protocol", "grpcs"]).validate(),
+            Err(OptionsError::UnsupportedAppProtocol("grpcs"))
+        ));
         assert!(parse(&["--app-id", "a", "--app-protocol", "h2c"])
             .validate()
             .is_ok());

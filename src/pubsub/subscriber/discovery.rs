@@ -134,5 +134,6 @@ fn to_spec((index, value): (usize, Value)) -> Option<Spec> {
         dead_letter_topic: item.dead_letter_topic,
         metadata: item.metadata.unwrap_or_default(),
         bulk,
+        grpc_app: false,
     })
 }

@@ -84,7 +84,10 @@ impl Subscriber {
     ) -> Result<RunningSubscriber, SubscriberError> {
         let mut specs: Vec<Spec> = declarative.iter().map(Spec::from).collect();
         if discover {
-            specs.extend(discovery::discover(app).await);
+            match app.grpc() {
+                Some(grpc) => specs.extend(postman::grpc::discover(grpc).await),
+                None => specs.extend(discovery::discover(app).await),
+            }
         }
         let plans = plan::build(&ctx.app_id, &ctx.pubsubs, specs);
         let consumers = plans

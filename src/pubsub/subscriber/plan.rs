@@ -21,6 +21,8 @@ pub(super) struct Spec {
     pub dead_letter_topic: Option<String>,
     pub metadata: HashMap<String, String>,
     pub bulk: BulkSubscribe,
+    /// From a gRPC app: routes compiled as daprd does for them (the default kept even empty).
+    pub grpc_app: bool,
 }
 
 impl From<&Subscription> for Spec {
@@ -39,6 +41,7 @@ impl From<&Subscription> for Spec {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             bulk: s.bulk_subscribe,
+            grpc_app: false,
         }
     }
 }
@@ -77,11 +80,16 @@ pub(super) fn build(app_id: &str, pubsubs: &PubSubs, specs: Vec<Spec>) -> Vec<Pl
             );
             continue;
         }
-        let routes = match Routes::compile(
-            &spec.rules,
-            spec.default_route.as_deref(),
-            spec.legacy_route.as_deref(),
-        ) {
+        let compiled = if spec.grpc_app {
+            Routes::compile_for_grpc_app(&spec.rules, spec.default_route.as_deref().unwrap_or(""))
+        } else {
+            Routes::compile(
+                &spec.rules,
+                spec.default_route.as_deref(),
+                spec.legacy_route.as_deref(),
+            )
+        };
+        let routes = match compiled {
             Ok(r) if r.is_empty() => {
                 tracing::warn!(
                     origin = %spec.origin, topic = %spec.topic,

@@ -282,7 +282,7 @@ fn headers_from_metadata(metadata: &HashMap<String, String>, extra: usize) -> He
 
 /// The request headers of a delivery: the broker metadata (minus `Content-Length`),
 /// `pubsubName`, the CloudEvents content type, and a trace context continuing the CE's.
-fn headers(
+pub(super) fn headers(
     metadata: &HashMap<String, String>,
     pubsub_name: &str,
     event: &Map<String, Value>,

@@ -12,8 +12,10 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
 
+pub(super) mod grpc;
 mod http;
 
+pub use self::grpc::GrpcPostman;
 pub use self::http::HttpPostman;
 
 /// What the app decided for one message (or one bulk entry).

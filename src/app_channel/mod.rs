@@ -1,39 +1,25 @@
-//! The client to the local app: HTTP/1.1 or h2c to `--app-channel-address:--app-port`, bounded by
+//! The client to the local app at `--app-channel-address:--app-port`: HTTP/1.1 or h2c
+//! ([`http`]), or gRPC `AppCallback` ([`grpc`]) as `--app-protocol` says, bounded by
 //! `--app-max-concurrency`, with daprd's readiness wait and health probing.
 
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use ::http::Response;
 use axum::body::Body;
-use bytes::Bytes;
-use http::header::HeaderValue;
-use http::{Request, Response, Uri};
-use http_body::Frame;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::invoke::Call;
 use crate::telemetry::metrics::SidecarMetrics;
 
-/// Characters that cannot stand raw in a URI path. `%` is left alone: a method that arrived
-/// percent-encoded is passed on as it came.
-const PATH_UNSAFE: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'<')
-    .add(b'>')
-    .add(b'`')
-    .add(b'{')
-    .add(b'}')
-    .add(b'#')
-    .add(b'?');
+pub mod grpc;
+mod grpc_metadata;
+mod http;
+
+pub use self::grpc::{AppGrpcStatus, GrpcApp, GrpcReply};
+use self::http::HttpApp;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppChannelError {
@@ -57,14 +43,24 @@ pub struct AppChannelSettings {
     pub port: u16,
     /// Speak HTTP/2 without TLS (`--app-protocol h2c`).
     pub h2c: bool,
+    /// Call the app's gRPC `AppCallback` services (`--app-protocol grpc`); `h2c` is then moot.
+    pub grpc: Option<GrpcAppSettings>,
     pub max_concurrency: Option<usize>,
     pub app_api_token: Option<String>,
     pub health: Option<HealthProbeSettings>,
 }
 
+/// What only a gRPC app channel needs.
+#[derive(Debug, Clone)]
+pub struct GrpcAppSettings {
+    /// Largest message sent to or read from the app (daprd: `--max-body-size`).
+    pub max_message_size: usize,
+}
+
 /// `--enable-app-health-check` and friends.
 #[derive(Debug, Clone)]
 pub struct HealthProbeSettings {
+    /// The HTTP path probed; gRPC apps are probed with `AppCallbackHealthCheck` instead.
     pub path: String,
     pub interval: Duration,
     pub timeout: Duration,
@@ -119,42 +115,43 @@ impl AppHealth {
     }
 }
 
+/// The wire the app is reached over.
+// One per sidecar, built once: boxing the larger variant would only add a pointer hop to
+// every call.
+#[allow(clippy::large_enum_variant)]
+enum Transport {
+    Http(HttpApp),
+    Grpc(GrpcApp),
+}
+
 /// The channel to the app. Cheap to share behind an `Arc`.
 pub struct AppChannel {
-    client: Client<HttpConnector, Body>,
+    transport: Transport,
     settings: AppChannelSettings,
     authority: String,
-    app_token: Option<HeaderValue>,
     limit: Option<Arc<Semaphore>>,
     health: Arc<AppHealth>,
-    metrics: Arc<SidecarMetrics>,
 }
 
 impl AppChannel {
     pub fn new(settings: AppChannelSettings, metrics: Arc<SidecarMetrics>) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder.pool_idle_timeout(Duration::from_secs(90));
-        if settings.h2c {
-            builder.http2_only(true);
-        }
-        let client = builder.build(connector);
         let authority = format!("{}:{}", settings.address, settings.port);
+        let transport = match &settings.grpc {
+            Some(grpc) => Transport::Grpc(GrpcApp::new(
+                &authority,
+                grpc,
+                settings.app_api_token.as_deref(),
+            )),
+            None => Transport::Http(HttpApp::new(&authority, &settings, metrics)),
+        };
         Self {
-            client,
-            app_token: settings
-                .app_api_token
-                .as_deref()
-                .and_then(|t| HeaderValue::from_str(t).ok()),
+            transport,
             limit: settings
                 .max_concurrency
                 .map(|n| Arc::new(Semaphore::new(n))),
             health: Arc::new(AppHealth::default()),
             authority,
             settings,
-            metrics,
         }
     }
 
@@ -166,61 +163,45 @@ impl AppChannel {
         &self.health
     }
 
+    /// The gRPC channel, when the app speaks gRPC: callers that have a gRPC request in hand
+    /// (the internal server, pub/sub) use it directly instead of going through HTTP shapes.
+    pub fn grpc(&self) -> Option<&GrpcApp> {
+        match &self.transport {
+            Transport::Grpc(g) => Some(g),
+            Transport::Http(_) => None,
+        }
+    }
+
     /// Sends a call to the app and returns its response, body streaming. The concurrency permit
-    /// is held until the response body ends, so a slow download counts against the limit.
+    /// is held until the response body ends, so a slow download counts against the limit. A
+    /// gRPC app's answer comes back as HTTP (daprd's status mapping) with the gRPC status kept
+    /// as an [`AppGrpcStatus`] extension.
     pub async fn call(&self, call: Call) -> Result<Response<Body>, AppChannelError> {
+        let permit = self.admit().await?;
+        match &self.transport {
+            Transport::Http(h) => h.call(call, permit).await,
+            Transport::Grpc(g) => {
+                let res = g.call(call).await;
+                drop(permit);
+                res
+            }
+        }
+    }
+
+    /// The health gate and the concurrency permit every call into the app goes through.
+    pub async fn admit(&self) -> Result<Option<OwnedSemaphorePermit>, AppChannelError> {
         if self.settings.health.is_some() && !self.health.is_healthy() {
             return Err(AppChannelError::Unhealthy);
         }
-        let permit = match &self.limit {
-            Some(sem) => Some(
-                sem.clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| AppChannelError::NotInitialized)?,
-            ),
-            None => None,
-        };
-        let path = utf8_percent_encode(&call.method, PATH_UNSAFE);
-        let uri = if call.query.is_empty() {
-            format!("http://{}/{}", self.authority, path)
-        } else {
-            format!("http://{}/{}?{}", self.authority, path, call.query)
-        };
-        let uri: Uri = uri
-            .parse()
-            .map_err(|e: http::uri::InvalidUri| AppChannelError::InvalidRequest(e.to_string()))?;
-        let mut req = Request::builder()
-            .method(call.verb.clone())
-            .uri(uri)
-            .body(call.body)
-            .map_err(|e| AppChannelError::InvalidRequest(e.to_string()))?;
-        *req.headers_mut() = call.headers;
-        if let Some(token) = &self.app_token {
-            req.headers_mut().insert("dapr-api-token", token.clone());
+        match &self.limit {
+            Some(sem) => sem
+                .clone()
+                .acquire_owned()
+                .await
+                .map(Some)
+                .map_err(|_| AppChannelError::NotInitialized),
+            None => Ok(None),
         }
-        let started = Instant::now();
-        let result = self.client.request(req).await;
-        let status = result.as_ref().map_or(500, |r| r.status().as_u16());
-        self.metrics.http_client(
-            &call.verb,
-            &format!("/{}", call.method),
-            status,
-            started.elapsed(),
-        );
-        let res = result.map_err(|e| {
-            if caused_by_length_limit(&e) {
-                AppChannelError::BodyTooLarge
-            } else {
-                AppChannelError::Send(error_chain(&e))
-            }
-        })?;
-        Ok(res.map(|body| {
-            Body::new(PermitBody {
-                inner: body,
-                _permit: permit,
-            })
-        }))
     }
 
     /// Waits until the app's port accepts TCP connections (daprd polls every 100 ms with a
@@ -244,7 +225,9 @@ impl AppChannel {
         }
     }
 
-    /// Probes `GET <health path>` on the app at the configured interval until `cancel` fires.
+    /// Probes the app at the configured interval until `cancel` fires: `GET <health path>` for
+    /// HTTP apps, `AppCallbackHealthCheck.HealthCheck` for gRPC apps (any error, UNIMPLEMENTED
+    /// included, is a failure, as in daprd).
     pub async fn probe_health(self: Arc<Self>, cancel: CancellationToken) {
         let Some(probe) = self.settings.health.clone() else {
             return;
@@ -256,68 +239,13 @@ impl AppChannel {
                 () = cancel.cancelled() => return,
                 _ = ticker.tick() => {}
             }
-            let uri = format!("http://{}{}", self.authority, probe.path);
-            let Ok(req) = Request::get(uri).body(Body::empty()) else {
-                self.health.report(false, probe.threshold);
-                continue;
+            let ok = match &self.transport {
+                Transport::Http(h) => h.probe(&probe.path, probe.timeout).await,
+                Transport::Grpc(g) => g.probe(probe.timeout).await,
             };
-            let ok = matches!(
-                tokio::time::timeout(probe.timeout, self.client.request(req)).await,
-                Ok(Ok(res)) if res.status().is_success()
-            );
             self.health.report(ok, probe.threshold);
         }
     }
-}
-
-/// The app's response body, holding the concurrency permit until it is done.
-struct PermitBody {
-    inner: hyper::body::Incoming,
-    _permit: Option<OwnedSemaphorePermit>,
-}
-
-impl http_body::Body for PermitBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// hyper-util hides the cause (connection refused, reset) behind "client error (Connect)";
-/// the user needs the cause.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
-}
-
-fn caused_by_length_limit(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cause {
-        if e.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        cause = e.source();
-    }
-    false
 }
 
 #[cfg(test)]
