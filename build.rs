@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "proto/dapr/proto/internals/v1/service_invocation.proto",
         "proto/dapr/proto/runtime/v1/appcallback.proto",
+        "proto/dapr/proto/runtime/v1/dapr.proto",
         "proto/dapr/proto/sentry/v1/sentry.proto",
     ];
     println!("cargo:rerun-if-changed=proto");

@@ -95,7 +95,7 @@ fn basic_auth_app_id(parts: &Parts) -> Option<String> {
 }
 
 /// `appid` or `appid.namespace`; more dots are an error, as in daprd.
-fn parse_target(target: &str, own_namespace: &str) -> Result<AppTarget, String> {
+pub(super) fn parse_target(target: &str, own_namespace: &str) -> Result<AppTarget, String> {
     if target.starts_with("http://") || target.starts_with("https://") {
         return Err("invoking non-Dapr endpoints by URL is not supported yet".to_owned());
     }
@@ -113,7 +113,7 @@ fn parse_target(target: &str, own_namespace: &str) -> Result<AppTarget, String> 
     })
 }
 
-fn invoke_error(app_id: &str, err: InvokeError, max_body: u64) -> ApiError {
+pub(super) fn invoke_error(app_id: &str, err: InvokeError, max_body: u64) -> ApiError {
     match err {
         InvokeError::BodyTooLarge(limit) => ApiError::body_too_large(limit),
         InvokeError::App(AppChannelError::BodyTooLarge) => ApiError::body_too_large(max_body),

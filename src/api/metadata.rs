@@ -1,6 +1,6 @@
 //! `GET /v1.0/metadata` in daprd's response shape, and `PUT /v1.0/metadata/{key}`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde::Serialize;
 
+use super::grpc::StreamingSubscription;
 use super::ApiState;
 use crate::config::Component;
 
@@ -69,17 +70,45 @@ struct MetadataResponse<'a> {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     components: Vec<ComponentInfo<'a>>,
     extended: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    subscriptions: Vec<SubscriptionInfo>,
     app_connection_properties: &'a AppConnectionInfo,
     actor_runtime: ActorRuntime,
 }
 
 #[derive(Serialize)]
-struct ComponentInfo<'a> {
-    name: &'a str,
+pub(super) struct ComponentInfo<'a> {
+    pub name: &'a str,
     #[serde(rename = "type")]
-    type_name: &'a str,
-    version: &'a str,
-    capabilities: Vec<&'static str>,
+    pub type_name: &'a str,
+    pub version: &'a str,
+    pub capabilities: Vec<&'static str>,
+}
+
+/// A subscription in daprd's JSON shape. Streaming subscriptions have no routing rules.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SubscriptionInfo {
+    pubsubname: String,
+    topic: String,
+    #[serde(skip_serializing_if = "HashMap::is_empty")]
+    metadata: HashMap<String, String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    dead_letter_topic: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+impl From<&StreamingSubscription> for SubscriptionInfo {
+    fn from(s: &StreamingSubscription) -> Self {
+        Self {
+            pubsubname: s.pubsub.clone(),
+            topic: s.topic.clone(),
+            metadata: s.metadata.clone(),
+            dead_letter_topic: s.dead_letter_topic.clone().unwrap_or_default(),
+            kind: "STREAMING",
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -91,30 +120,13 @@ struct ActorRuntime {
 
 pub async fn get_metadata(State(state): State<Arc<ApiState>>) -> Response {
     let live = state.live.load();
-    let components = live
-        .resources
-        .components
-        .iter()
-        .filter_map(|c| {
-            Some(ComponentInfo {
-                name: &c.name,
-                type_name: &c.type_name,
-                version: &c.version,
-                capabilities: capabilities(&state, c)?,
-            })
-        })
-        .collect();
-    let mut extended = state
-        .extended
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    extended.insert("daprRuntimeVersion".to_owned(), RUNTIME_VERSION.to_owned());
+    let streaming = state.streaming.list();
     let body = MetadataResponse {
         id: &state.app_id,
         runtime_version: RUNTIME_VERSION,
-        components,
-        extended,
+        components: components(&state, &live.resources.components),
+        extended: extended(&state),
+        subscriptions: streaming.iter().map(SubscriptionInfo::from).collect(),
         app_connection_properties: &state.app_connection,
         actor_runtime: ActorRuntime {
             runtime_status: "DISABLED",
@@ -124,20 +136,53 @@ pub async fn get_metadata(State(state): State<Arc<ApiState>>) -> Response {
     Json(body).into_response()
 }
 
-/// Stores the raw body text under `key`; an empty key is a no-op, as in daprd.
-pub async fn put_metadata(
-    State(state): State<Arc<ApiState>>,
-    Path(key): Path<String>,
-    body: Bytes,
-) -> Response {
+/// The loaded components as metadata lists them; both APIs answer from this.
+pub(super) fn components<'a>(
+    state: &ApiState,
+    components: &'a [Component],
+) -> Vec<ComponentInfo<'a>> {
+    components
+        .iter()
+        .filter_map(|c| {
+            Some(ComponentInfo {
+                name: &c.name,
+                type_name: &c.type_name,
+                version: &c.version,
+                capabilities: capabilities(state, c)?,
+            })
+        })
+        .collect()
+}
+
+/// The attributes set through the API, plus the runtime version daprd always adds.
+pub(super) fn extended(state: &ApiState) -> BTreeMap<String, String> {
+    let mut extended = state
+        .extended
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    extended.insert("daprRuntimeVersion".to_owned(), RUNTIME_VERSION.to_owned());
+    extended
+}
+
+/// Stores `value` under `key`; an empty key is a no-op, as in daprd.
+pub(super) fn set(state: &ApiState, key: String, value: String) {
     if !key.is_empty() {
-        let value = String::from_utf8_lossy(&body).into_owned();
         state
             .extended
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(key, value);
     }
+}
+
+/// Stores the raw body text under `key`.
+pub async fn put_metadata(
+    State(state): State<Arc<ApiState>>,
+    Path(key): Path<String>,
+    body: Bytes,
+) -> Response {
+    set(&state, key, String::from_utf8_lossy(&body).into_owned());
     StatusCode::NO_CONTENT.into_response()
 }
 

@@ -15,6 +15,7 @@ use crate::state::States;
 use crate::telemetry::metrics::SidecarMetrics;
 
 pub mod error;
+pub mod grpc;
 mod health;
 pub mod http;
 mod invoke;
@@ -45,6 +46,8 @@ pub struct ApiState {
     pub api_token: Option<String>,
     /// `--allowed-origins`, split; empty means no CORS.
     pub allowed_origins: Vec<String>,
+    /// Streaming subscriptions open on the gRPC API; metadata lists them.
+    pub streaming: Arc<grpc::StreamingSubscriptions>,
 }
 
 /// The full Dapr HTTP API. Anything no route claims, or a claimed path with another verb, is a

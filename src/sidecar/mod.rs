@@ -24,7 +24,7 @@ use crate::pubsub::subscriber::{
 use crate::pubsub::{PubSubs, PubSubsContext};
 use crate::resolve::sqlite::{Registration, SqliteResolver, SqliteSettings};
 use crate::state::{States, StatesContext};
-use crate::telemetry::metrics::{self, ComponentMetrics, SidecarMetrics};
+use crate::telemetry::metrics::{self, ComponentMetrics, GrpcServerMetrics, SidecarMetrics};
 
 mod options;
 mod ports;
@@ -36,6 +36,8 @@ pub use options::{AppProtocol, Options, OptionsError};
 pub struct Sidecar {
     /// The HTTP API listeners (one per `--dapr-listen-addresses` entry).
     pub http_addrs: Vec<SocketAddr>,
+    /// The gRPC API listeners (one per `--dapr-listen-addresses` entry).
+    pub grpc_addrs: Vec<SocketAddr>,
     /// The sidecar-to-sidecar listener.
     pub internal_addr: SocketAddr,
     pub metrics_addr: Option<SocketAddr>,
@@ -73,6 +75,7 @@ impl Sidecar {
 
         let mut registry = Registry::default();
         let metrics = Arc::new(SidecarMetrics::new(&mut registry, &options.app_id));
+        let grpc_metrics = GrpcServerMetrics::new(&mut registry, &options.app_id);
         let component_metrics = Arc::new(ComponentMetrics::new(
             &mut registry,
             &options.app_id,
@@ -121,6 +124,14 @@ impl Sidecar {
                 .await
                 .with_context(|| format!("binding the HTTP API to {addr}"))?;
             http_listeners.push(listener);
+        }
+        let mut grpc_listeners = Vec::new();
+        for ip in options.listen_addresses()? {
+            let addr = SocketAddr::new(ip, options.dapr_grpc_port);
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the gRPC API to {addr}"))?;
+            grpc_listeners.push(listener);
         }
         let public = match options.dapr_public_port {
             Some(port) => {
@@ -237,6 +248,7 @@ impl Sidecar {
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
                 .collect(),
+            streaming: Arc::default(),
         });
 
         let grace = options.graceful_shutdown();
@@ -256,6 +268,25 @@ impl Sidecar {
                 listener,
                 edge.clone(),
                 serve_settings.clone(),
+                stop.clone(),
+            ));
+        }
+        let grpc_addrs = grpc_listeners
+            .iter()
+            .map(TcpListener::local_addr)
+            .collect::<Result<Vec<_>, _>>()?;
+        // Services other than Dapr's own are answered UNIMPLEMENTED until the gRPC proxy is
+        // plugged in here.
+        let grpc_router =
+            api::grpc::router(state.clone(), tower::service_fn(api::grpc::unknown_service))
+                .context("building the gRPC API")?;
+        for listener in grpc_listeners {
+            servers.spawn(api::grpc::serve(
+                listener,
+                state.clone(),
+                grpc_router.clone(),
+                grpc_metrics.clone(),
+                api::grpc::GrpcSettings { grace },
                 stop.clone(),
             ));
         }
@@ -311,11 +342,7 @@ impl Sidecar {
             None => None,
         };
         lifecycle.mark_outbound_ready();
-        tracing::info!(
-            port = options.dapr_grpc_port,
-            "the gRPC API is not served by this version; --dapr-grpc-port is reserved for it"
-        );
-        tracing::info!(app_id = %options.app_id, http = ?http_addrs, internal = %internal_addr, "sidecar started");
+        tracing::info!(app_id = %options.app_id, http = ?http_addrs, grpc = ?grpc_addrs, internal = %internal_addr, "sidecar started");
 
         // Started once the app is reachable, stopped first on shutdown so in-flight deliveries
         // settle (ack or nack) while the app can still answer.
@@ -412,6 +439,7 @@ impl Sidecar {
 
         Ok(Self {
             http_addrs,
+            grpc_addrs,
             internal_addr,
             metrics_addr,
             public_addr,

@@ -8,7 +8,7 @@ use http::StatusCode;
 use super::super::error::{ApiError, ErrorDetail};
 use crate::pubsub::PublishError;
 
-pub(super) fn api_error(err: PublishError) -> ApiError {
+pub(in crate::api) fn api_error(err: PublishError) -> ApiError {
     let message = err.to_string();
     match err {
         PublishError::NotConfigured { pubsub, app_id } => ApiError::new(

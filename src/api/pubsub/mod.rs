@@ -17,7 +17,7 @@ use super::ApiState;
 use crate::pubsub::{PublishCall, TraceContext};
 
 mod bulk;
-mod errors;
+pub(super) mod errors;
 
 type Params = Query<Vec<(String, String)>>;
 

@@ -12,7 +12,7 @@ const HELP_URL: &str =
     "https://docs.dapr.io/reference/components-reference/supported-state-stores/";
 const HELP_TEXT: &str = "Check the list of state stores and the features they support";
 
-pub(super) fn api_error(err: StatesError) -> ApiError {
+pub(in crate::api) fn api_error(err: StatesError) -> ApiError {
     let message = err.to_string();
     let status_for = |source: &StateError| match source {
         StateError::EtagMismatch(_) => StatusCode::CONFLICT,

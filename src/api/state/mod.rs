@@ -16,7 +16,7 @@ use super::ApiState;
 use crate::state::{DeleteState, GetState, StateOptions, StatesError};
 
 pub(super) mod body;
-mod errors;
+pub(super) mod errors;
 mod reply;
 
 use body::UrlParams;

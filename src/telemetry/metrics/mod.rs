@@ -8,6 +8,7 @@
 
 mod component;
 mod counter;
+mod grpc_server;
 mod labels;
 mod path;
 mod serve;
@@ -24,6 +25,7 @@ use prometheus_client::registry::Registry;
 
 pub use component::ComponentMetrics;
 pub use counter::DaprCounter;
+pub use grpc_server::GrpcServerMetrics;
 pub use labels::{method_label, InvocationKind};
 pub use path::normalize_path;
 pub use serve::{serve, CONTENT_TYPE};
