@@ -14,6 +14,7 @@ use crate::api::http::{Edge, ServeSettings};
 use crate::api::{self, ApiState, AppConnectionInfo};
 use crate::app_channel::{AppChannel, AppChannelSettings, HealthProbeSettings};
 use crate::config::{self, LoadOptions, TemplateContext};
+use crate::invoke::grpc_proxy::{AppProxy, GrpcProxy, Upstream};
 use crate::invoke::{Inbound, InboundServer, Invoker, InvokerSettings, LocalIdentity};
 use crate::lifecycle::{Lifecycle, StopKind};
 use crate::proto::internals::service_invocation_server::ServiceInvocationServer;
@@ -23,6 +24,7 @@ use crate::resolve::sqlite::{Registration, SqliteResolver, SqliteSettings};
 use crate::state::{States, StatesContext};
 use crate::telemetry::metrics::{self, ComponentMetrics, SidecarMetrics};
 
+mod h2c;
 mod options;
 mod ports;
 mod quantity;
@@ -37,6 +39,8 @@ pub struct Sidecar {
     pub internal_addr: SocketAddr,
     pub metrics_addr: Option<SocketAddr>,
     pub public_addr: Option<SocketAddr>,
+    /// The gRPC API listener (`--dapr-grpc-port`); today it serves gRPC proxying only.
+    pub grpc_addr: Option<SocketAddr>,
     /// The pub/sub components, for subscribing inside the process (and tests).
     pub pubsubs: Arc<PubSubs>,
     lifecycle: Arc<Lifecycle>,
@@ -119,6 +123,7 @@ impl Sidecar {
                 .with_context(|| format!("binding the HTTP API to {addr}"))?;
             http_listeners.push(listener);
         }
+        let grpc_listener = bind_grpc_api(&options).await?;
         let public = match options.dapr_public_port {
             Some(port) => {
                 let ip = parse_ip_or(
@@ -270,21 +275,27 @@ impl Sidecar {
         let internal_service = ServiceInvocationServer::new(InboundServer::new(inbound))
             .max_decoding_message_size(max_message)
             .max_encoding_message_size(max_message);
-        let internal_stop = stop.clone();
-        servers.spawn(async move {
-            // tonic applies `tcp_nodelay` only to listeners it binds itself; without it every
-            // response waits on Nagle + delayed ACK (~1 ms per hop).
-            let incoming =
-                tonic::transport::server::TcpIncoming::from(internal).with_nodelay(Some(true));
-            let result = tonic::transport::Server::builder()
-                .http2_adaptive_window(Some(true))
-                .add_service(internal_service)
-                .serve_with_incoming_shutdown(incoming, internal_stop.cancelled_owned())
-                .await;
-            if let Err(err) = result {
-                tracing::error!(%err, "internal server failed");
-            }
-        });
+        // Proxied gRPC calls (any other service) leave through one pooled client.
+        let upstream = Arc::new(Upstream::new());
+        let app_proxy = AppProxy::new(
+            options
+                .app_port
+                .map(|port| format!("{}:{port}", options.app_channel_address)),
+            options.app_api_token.as_deref(),
+            upstream.clone(),
+            metrics.clone(),
+        );
+        let internal_router = tonic::service::Routes::new(internal_service)
+            .into_axum_router()
+            .fallback_service(app_proxy.clone());
+        servers.spawn(h2c::serve(internal, internal_router, stop.clone(), grace));
+        let grpc_addr = serve_grpc_proxy(
+            grpc_listener,
+            GrpcProxy::new(state.invoker.clone(), app_proxy, upstream, metrics.clone()),
+            &mut servers,
+            stop.clone(),
+            grace,
+        )?;
         let metrics_addr = match metrics_listener {
             Some(listener) => {
                 let addr = listener.local_addr()?;
@@ -303,8 +314,8 @@ impl Sidecar {
         };
         lifecycle.mark_outbound_ready();
         tracing::info!(
-            port = options.dapr_grpc_port,
-            "the gRPC API is not served by this version; --dapr-grpc-port is reserved for it"
+            grpc = ?grpc_addr,
+            "the gRPC API port serves gRPC proxying only in this version"
         );
         tracing::info!(app_id = %options.app_id, http = ?http_addrs, internal = %internal_addr, "sidecar started");
 
@@ -387,6 +398,7 @@ impl Sidecar {
             internal_addr,
             metrics_addr,
             public_addr,
+            grpc_addr,
             pubsubs,
             lifecycle,
             done,
@@ -407,6 +419,34 @@ impl Sidecar {
         self.lifecycle.stop(StopKind::Graceful);
         self.wait().await
     }
+}
+
+/// Binds the gRPC API port on the first `--dapr-listen-addresses` entry.
+async fn bind_grpc_api(options: &Options) -> anyhow::Result<TcpListener> {
+    let ip = options
+        .listen_addresses()?
+        .into_iter()
+        .next()
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let addr = SocketAddr::new(ip, options.dapr_grpc_port);
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the gRPC API to {addr}"))
+}
+
+/// Serves the caller side of gRPC proxying on the gRPC API port. Interim: the Dapr gRPC API
+/// server takes this port over with `proxy` as its fallback for unknown services.
+fn serve_grpc_proxy(
+    listener: TcpListener,
+    proxy: GrpcProxy,
+    servers: &mut JoinSet<()>,
+    stop: tokio_util::sync::CancellationToken,
+    grace: Duration,
+) -> anyhow::Result<Option<SocketAddr>> {
+    let addr = listener.local_addr()?;
+    let router = axum::Router::new().fallback_service(proxy);
+    servers.spawn(h2c::serve(listener, router, stop, grace));
+    Ok(Some(addr))
 }
 
 /// The namespace for the `namespace` key prefix strategy. daprd reads `NAMESPACE` itself there

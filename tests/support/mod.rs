@@ -86,6 +86,8 @@ impl Mesh {
             app_id.into(),
             "--dapr-http-port".into(),
             "0".into(),
+            "--dapr-grpc-port".into(),
+            "0".into(),
             "--metrics-port".into(),
             "0".into(),
             "--config".into(),
