@@ -540,3 +540,29 @@ async fn callee_without_app_answers_internal() {
         .unwrap_err();
     assert_eq!(err.code(), Code::Internal, "{err:?}");
 }
+
+#[tokio::test]
+async fn many_calls_share_one_connection() {
+    let p = pair().await;
+    // tonic's own Channel, as SDK-style clients use: one HTTP/2 connection for every call, so
+    // per-connection limits of the HTTP/2 stack would show here.
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", p.caller.grpc_addr.unwrap()))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+    let mut client = EchoClient::new(channel);
+    for i in 0..300 {
+        let msg = Msg {
+            text: format!("call-{i}"),
+            data: Bytes::from(vec![7u8; 1024]),
+            ..Msg::default()
+        };
+        let res = client
+            .unary(to("callee", msg))
+            .await
+            .unwrap_or_else(|e| panic!("call {i}: {e:?}"));
+        assert_eq!(res.get_ref().text, format!("call-{i}"));
+    }
+}

@@ -18,9 +18,11 @@ pub async fn serve(
     grace: Duration,
 ) {
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    // hyper's fixed 1 MiB windows, not the adaptive ones that start at 64 KiB: with many calls
+    // queued on one connection a small window makes the client dribble tiny DATA frames, which
+    // h2 counts as abuse and answers with GOAWAY (ENHANCE_YOUR_CALM) for every call on it.
     builder
         .timer(TokioTimer::new())
-        .adaptive_window(true)
         // As tonic's server: gRPC clients multiplex every call on one connection.
         .max_concurrent_streams(None);
     let graceful = GracefulShutdown::new();

@@ -58,7 +58,7 @@ pub fn stamp_caller(headers: &mut HeaderMap, app_id: &str, namespace: &str, call
 pub fn stamp_for_app(headers: &mut HeaderMap, app_token: Option<&HeaderValue>) {
     for name in [CALLER_APP_ID, CALLER_NAMESPACE, CALLEE_APP_ID] {
         if headers.get_all(name).iter().nth(1).is_some() {
-            if let Some(last) = headers.get_all(name).iter().last().cloned() {
+            if let Some(last) = headers.get_all(name).iter().next_back().cloned() {
                 headers.insert(name, last);
             }
         }
