@@ -24,5 +24,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Bodies travel as `Bytes` so a chunk is handed from socket to socket without a copy.
         .bytes(".")
         .compile_fds(files)?;
+    compile_test_protos()
+}
+
+/// The echo service of the gRPC proxying tests and benchmark. Only `tests/` and `benches/`
+/// include the generated code; the library never does.
+fn compile_test_protos() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=tests/protos");
+    let files = protox::compile(["tests/protos/echo.proto"], ["tests/protos"])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .bytes(".")
+        .compile_fds(files)?;
     Ok(())
 }

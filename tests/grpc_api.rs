@@ -650,9 +650,13 @@ async fn reflection_and_unserved_methods() {
         err.message(),
         "actors are not supported by this sidecar: /dapr.proto.runtime.v1.Dapr/InvokeActor"
     );
+    // Any other service goes to the gRPC proxy, which needs to know the target app, as daprd's.
     let err = call(&mut grpc, "/acme.Orders/Get").await;
-    assert_eq!(err.code(), Code::Unimplemented);
-    assert_eq!(err.message(), "unknown service acme.Orders");
+    assert_eq!(err.code(), Code::Unknown);
+    assert_eq!(
+        err.message(),
+        "failed to proxy request: required metadata dapr-callee-app-id or dapr-app-id not found"
+    );
     f.sidecar.stop().await;
 }
 

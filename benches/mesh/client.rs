@@ -23,6 +23,7 @@ use crate::upstream::{payload, BODY_BYTES};
 pub enum Target {
     Http(HttpTarget),
     Redis(RedisTarget),
+    Grpc(crate::grpc::GrpcTarget),
 }
 
 /// HTTP requests. Request `n` goes to `paths[n % paths.len()]` with `bodies[n % bodies.len()]`:
@@ -79,6 +80,7 @@ pub enum RedisOp {
 pub enum Client {
     Http(HttpPool),
     Redis(RedisClient),
+    Grpc(crate::grpc::GrpcClient),
 }
 
 impl Client {
@@ -87,6 +89,7 @@ impl Client {
         Ok(Arc::new(match target {
             Target::Http(t) => Self::Http(HttpPool::open(t, connections).await?),
             Target::Redis(t) => Self::Redis(RedisClient::open(t).await?),
+            Target::Grpc(t) => Self::Grpc(crate::grpc::GrpcClient::open(t).await?),
         }))
     }
 
@@ -94,6 +97,7 @@ impl Client {
         match self {
             Self::Http(pool) => pool.request(n).await,
             Self::Redis(client) => client.request(n).await,
+            Self::Grpc(client) => client.request().await,
         }
     }
 
@@ -113,7 +117,7 @@ impl Client {
                 pool.waits.load(Ordering::Relaxed),
                 pool.reconnects.load(Ordering::Relaxed),
             ),
-            Self::Redis(_) => (0, 0),
+            Self::Redis(_) | Self::Grpc(_) => (0, 0),
         }
     }
 }

@@ -28,6 +28,8 @@ pub struct Sidecar {
     pub app_id: String,
     /// The Dapr HTTP API.
     pub http: SocketAddr,
+    /// The gRPC API port (gRPC proxying).
+    pub grpc: SocketAddr,
     /// From spawn to `/v1.0/healthz/outbound` answering 204.
     pub ready_in: Duration,
 }
@@ -129,6 +131,7 @@ pub fn start(
         guard,
         app_id: app_id.to_owned(),
         http: addr,
+        grpc: SocketAddr::from(([127, 0, 0, 1], grpc)),
         ready_in,
     })
 }

@@ -6,6 +6,7 @@ use axum::body::Body;
 use http::{HeaderMap, Method};
 
 mod body;
+pub mod grpc_proxy;
 pub mod headers;
 mod inbound;
 mod outbound;

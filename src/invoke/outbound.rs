@@ -94,6 +94,17 @@ impl Invoker {
         &self.me
     }
 
+    /// The address of `target`'s sidecar, from the same cache as invocation, for callers that
+    /// carry their own protocol to it (gRPC proxying).
+    pub(crate) async fn resolve(&self, target: &AppTarget) -> Result<PeerAddress, ResolveError> {
+        self.resolver.resolve(target).await
+    }
+
+    /// Drops a cached address that could not be reached, so the next call resolves afresh.
+    pub(crate) fn forget(&self, target: &AppTarget) {
+        self.resolver.forget(target);
+    }
+
     /// Invokes `call` on `target`; the response body streams from the callee app.
     pub async fn invoke(
         &self,

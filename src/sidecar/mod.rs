@@ -14,6 +14,7 @@ use crate::api::http::{Edge, ServeSettings};
 use crate::api::{self, ApiState, AppConnectionInfo};
 use crate::app_channel::{AppChannel, AppChannelSettings, GrpcAppSettings, HealthProbeSettings};
 use crate::config::{self, LoadOptions, TemplateContext};
+use crate::invoke::grpc_proxy::{AppProxy, GrpcProxy, Upstream};
 use crate::invoke::{Inbound, InboundServer, Invoker, InvokerSettings, LocalIdentity};
 use crate::lifecycle::{Lifecycle, StopKind};
 use crate::proto::internals::service_invocation_server::ServiceInvocationServer;
@@ -26,6 +27,7 @@ use crate::resolve::sqlite::{Registration, SqliteResolver, SqliteSettings};
 use crate::state::{States, StatesContext};
 use crate::telemetry::metrics::{self, ComponentMetrics, GrpcServerMetrics, SidecarMetrics};
 
+mod h2c;
 mod options;
 mod ports;
 mod quantity;
@@ -42,6 +44,8 @@ pub struct Sidecar {
     pub internal_addr: SocketAddr,
     pub metrics_addr: Option<SocketAddr>,
     pub public_addr: Option<SocketAddr>,
+    /// The first gRPC API listener (`--dapr-grpc-port`), for callers that want one address.
+    pub grpc_addr: Option<SocketAddr>,
     /// The pub/sub components, for subscribing inside the process (and tests).
     pub pubsubs: Arc<PubSubs>,
     lifecycle: Arc<Lifecycle>,
@@ -275,11 +279,25 @@ impl Sidecar {
             .iter()
             .map(TcpListener::local_addr)
             .collect::<Result<Vec<_>, _>>()?;
-        // Services other than Dapr's own are answered UNIMPLEMENTED until the gRPC proxy is
-        // plugged in here.
+        // Proxied gRPC calls (any other service) leave through one pooled client.
+        let upstream = Arc::new(Upstream::new());
+        let app_proxy = AppProxy::new(
+            options
+                .app_port
+                .map(|port| format!("{}:{port}", options.app_channel_address)),
+            options.app_api_token.as_deref(),
+            upstream.clone(),
+            metrics.clone(),
+        );
+        // Services other than Dapr's own go to the peer named by `dapr-app-id` (gRPC proxying).
+        let grpc_proxy = GrpcProxy::new(
+            state.invoker.clone(),
+            app_proxy.clone(),
+            upstream,
+            metrics.clone(),
+        );
         let grpc_router =
-            api::grpc::router(state.clone(), tower::service_fn(api::grpc::unknown_service))
-                .context("building the gRPC API")?;
+            api::grpc::router(state.clone(), grpc_proxy).context("building the gRPC API")?;
         for listener in grpc_listeners {
             servers.spawn(api::grpc::serve(
                 listener,
@@ -310,21 +328,10 @@ impl Sidecar {
         let internal_service = ServiceInvocationServer::new(InboundServer::new(inbound))
             .max_decoding_message_size(max_message)
             .max_encoding_message_size(max_message);
-        let internal_stop = stop.clone();
-        servers.spawn(async move {
-            // tonic applies `tcp_nodelay` only to listeners it binds itself; without it every
-            // response waits on Nagle + delayed ACK (~1 ms per hop).
-            let incoming =
-                tonic::transport::server::TcpIncoming::from(internal).with_nodelay(Some(true));
-            let result = tonic::transport::Server::builder()
-                .http2_adaptive_window(Some(true))
-                .add_service(internal_service)
-                .serve_with_incoming_shutdown(incoming, internal_stop.cancelled_owned())
-                .await;
-            if let Err(err) = result {
-                tracing::error!(%err, "internal server failed");
-            }
-        });
+        let internal_router = tonic::service::Routes::new(internal_service)
+            .into_axum_router()
+            .fallback_service(app_proxy.clone());
+        servers.spawn(h2c::serve(internal, internal_router, stop.clone(), grace));
         let metrics_addr = match metrics_listener {
             Some(listener) => {
                 let addr = listener.local_addr()?;
@@ -439,6 +446,7 @@ impl Sidecar {
 
         Ok(Self {
             http_addrs,
+            grpc_addr: grpc_addrs.first().copied(),
             grpc_addrs,
             internal_addr,
             metrics_addr,

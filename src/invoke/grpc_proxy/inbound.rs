@@ -1,0 +1,100 @@
+//! Callee side: a proxied call that reached this sidecar (from a peer on the internal port, or
+//! from the local app calling itself) goes to the local app's gRPC server over h2c.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use futures_util::future::BoxFuture;
+use http::header::HeaderValue;
+use http::{Request, Response};
+
+use super::forward::Upstream;
+use super::identity::{self, stamp_for_app};
+use super::observe::{observe, Report, Side};
+use super::status_response;
+use crate::telemetry::metrics::SidecarMetrics;
+
+/// The tower service the internal server falls back to for every service other than
+/// `ServiceInvocation`. Cloning is cheap.
+#[derive(Clone)]
+pub struct AppProxy {
+    inner: Arc<AppSide>,
+}
+
+struct AppSide {
+    /// `host:port` of the app's gRPC server; `None` when the sidecar has no app.
+    address: Option<String>,
+    app_token: Option<HeaderValue>,
+    upstream: Arc<Upstream>,
+    metrics: Arc<SidecarMetrics>,
+}
+
+impl AppProxy {
+    /// `app_token` is `APP_API_TOKEN`: the app's proof that calls come from its sidecar.
+    pub fn new(
+        address: Option<String>,
+        app_token: Option<&str>,
+        upstream: Arc<Upstream>,
+        metrics: Arc<SidecarMetrics>,
+    ) -> Self {
+        let app_token = app_token.and_then(|t| match HeaderValue::from_str(t) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                tracing::warn!("APP_API_TOKEN is not a valid metadata value; it is not sent");
+                None
+            }
+        });
+        Self {
+            inner: Arc::new(AppSide {
+                address,
+                app_token,
+                upstream,
+                metrics,
+            }),
+        }
+    }
+
+    /// Hands the call to the app; its answer streams back, trailers included.
+    pub async fn deliver(&self, mut req: Request<Body>) -> Response<Body> {
+        let side = &self.inner;
+        stamp_for_app(req.headers_mut(), side.app_token.as_ref());
+        let caller = identity::caller(req.headers()).to_owned();
+        side.metrics.invocation_request_received(&caller);
+        let report = Report {
+            metrics: side.metrics.clone(),
+            peer: caller,
+            side: Side::Callee,
+        };
+        let Some(address) = side.address.as_deref() else {
+            let status = tonic::Status::internal("app channel is not initialized");
+            report.send(status.code());
+            return status_response(status);
+        };
+        match side.upstream.forward(address, req).await {
+            Ok(response) => observe(response, report),
+            Err(err) => {
+                tracing::debug!(%err, "proxied call did not reach the app");
+                let status = err.status();
+                report.send(status.code());
+                status_response(status)
+            }
+        }
+    }
+}
+
+impl tower::Service<Request<Body>> for AppProxy {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.deliver(req).await) })
+    }
+}
