@@ -10,10 +10,12 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
+use crate::acl::{AccessControl, AppKind};
 use crate::api::http::{Edge, ServeSettings};
 use crate::api::{self, ApiState, AppConnectionInfo};
 use crate::app_channel::{AppChannel, AppChannelSettings, HealthProbeSettings};
 use crate::config::{self, LoadOptions, TemplateContext};
+use crate::identity::{Identity, IdentitySettings, TrustSource};
 use crate::invoke::{Inbound, InboundServer, Invoker, InvokerSettings, LocalIdentity};
 use crate::lifecycle::{Lifecycle, StopKind};
 use crate::proto::internals::service_invocation_server::ServiceInvocationServer;
@@ -21,7 +23,7 @@ use crate::pubsub::subscriber::{RunningSubscriber, Subscriber};
 use crate::pubsub::{PubSubs, PubSubsContext};
 use crate::resolve::sqlite::{Registration, SqliteResolver, SqliteSettings};
 use crate::state::{States, StatesContext};
-use crate::telemetry::metrics::{self, ComponentMetrics, SidecarMetrics};
+use crate::telemetry::metrics::{self, ComponentMetrics, SecurityMetrics, SidecarMetrics};
 
 mod options;
 mod ports;
@@ -67,6 +69,17 @@ impl Sidecar {
         .context("loading resources")?;
         let name_resolution = resources.configuration.name_resolution.clone();
         let declarative = resources.subscriptions.clone();
+        let access_control = resources.configuration.access_control.clone();
+        if resources
+            .configuration
+            .mtls
+            .as_ref()
+            .and_then(|m| m.enabled)
+            == Some(true)
+            && !options.enable_mtls
+        {
+            tracing::warn!("Configuration spec.mtls.enabled is set, but mTLS between sidecars is turned on by --enable-mtls, as in daprd");
+        }
 
         let mut registry = Registry::default();
         let metrics = Arc::new(SidecarMetrics::new(&mut registry, &options.app_id));
@@ -75,6 +88,8 @@ impl Sidecar {
             &options.app_id,
             &options.namespace,
         ));
+        let security_metrics = Arc::new(SecurityMetrics::new(&mut registry, &options.app_id));
+        let lifecycle = Arc::new(Lifecycle::default());
 
         // Stores open before any listener binds: a store that cannot open fails startup
         // (unless its component sets ignoreErrors), as in daprd.
@@ -103,7 +118,7 @@ impl Sidecar {
         let live = config::live(resources);
 
         // Listeners first, so a port clash fails startup before anything registers.
-        let internal_ip = internal_listen_ip(&options)?;
+        let internal_ip = internal_listen_ip(&options, options.enable_mtls)?;
         let internal = ports::bind_internal(
             internal_ip,
             options.dapr_internal_grpc_port,
@@ -145,6 +160,9 @@ impl Sidecar {
         } else {
             None
         };
+
+        // After every bind, so a start error leaves no certificate task behind.
+        let identity = start_identity(&options, &security_metrics, &lifecycle)?;
 
         let host_ip = advertised_host(&options, internal_ip);
         let settings = match &name_resolution {
@@ -194,7 +212,7 @@ impl Sidecar {
 
         let max_body = options.max_body_bytes();
         let inbound = Arc::new(Inbound::new(app.clone(), metrics.clone(), max_body));
-        let invoker = Arc::new(Invoker::new(
+        let invoker = Invoker::new(
             LocalIdentity {
                 app_id: options.app_id.clone(),
                 namespace: options.namespace.clone(),
@@ -205,9 +223,11 @@ impl Sidecar {
             inbound.clone(),
             metrics.clone(),
             InvokerSettings { max_body },
-        ));
-
-        let lifecycle = Arc::new(Lifecycle::default());
+        );
+        let invoker = Arc::new(match &identity {
+            Some(identity) => invoker.with_mtls(identity.clone()),
+            None => invoker,
+        });
         let state = Arc::new(ApiState {
             app_id: options.app_id.clone(),
             namespace: options.namespace.clone(),
@@ -267,20 +287,47 @@ impl Sidecar {
         let max_message = usize::try_from(max_body)
             .unwrap_or(usize::MAX)
             .saturating_add(1 << 20);
-        let internal_service = ServiceInvocationServer::new(InboundServer::new(inbound))
+        let app_kind = match options.effective_app_protocol() {
+            AppProtocol::Grpc | AppProtocol::Grpcs => AppKind::Grpc,
+            _ => AppKind::Http,
+        };
+        let inbound_server = InboundServer::new(inbound).with_access_control(
+            Arc::new(AccessControl::new(&access_control, app_kind)),
+            security_metrics.clone(),
+        );
+        let internal_service = ServiceInvocationServer::new(inbound_server)
             .max_decoding_message_size(max_message)
             .max_encoding_message_size(max_message);
         let internal_stop = stop.clone();
+        let internal_tls = identity
+            .as_ref()
+            .map(|id| (id.server_config(), security_metrics.clone()));
         servers.spawn(async move {
-            // tonic applies `tcp_nodelay` only to listeners it binds itself; without it every
-            // response waits on Nagle + delayed ACK (~1 ms per hop).
-            let incoming =
-                tonic::transport::server::TcpIncoming::from(internal).with_nodelay(Some(true));
-            let result = tonic::transport::Server::builder()
+            let server = tonic::transport::Server::builder()
                 .http2_adaptive_window(Some(true))
-                .add_service(internal_service)
-                .serve_with_incoming_shutdown(incoming, internal_stop.cancelled_owned())
-                .await;
+                .add_service(internal_service);
+            let result = match internal_tls {
+                Some((config, metrics)) => {
+                    let incoming = crate::identity::transport::incoming(
+                        internal,
+                        config,
+                        metrics,
+                        internal_stop.clone(),
+                    );
+                    server
+                        .serve_with_incoming_shutdown(incoming, internal_stop.cancelled_owned())
+                        .await
+                }
+                None => {
+                    // tonic applies `tcp_nodelay` only to listeners it binds itself; without it
+                    // every response waits on Nagle + delayed ACK (~1 ms per hop).
+                    let incoming = tonic::transport::server::TcpIncoming::from(internal)
+                        .with_nodelay(Some(true));
+                    server
+                        .serve_with_incoming_shutdown(incoming, internal_stop.cancelled_owned())
+                        .await
+                }
+            };
             if let Err(err) = result {
                 tracing::error!(%err, "internal server failed");
             }
@@ -301,7 +348,18 @@ impl Sidecar {
             }
             None => None,
         };
-        lifecycle.mark_outbound_ready();
+        match &identity {
+            None => lifecycle.mark_outbound_ready(),
+            // As daprd, nothing is ready before the first workload certificate.
+            Some(identity) => {
+                let identity = identity.clone();
+                let lifecycle = lifecycle.clone();
+                tokio::spawn(async move {
+                    identity.wait_ready().await;
+                    lifecycle.mark_outbound_ready();
+                });
+            }
+        }
         tracing::info!(
             port = options.dapr_grpc_port,
             "the gRPC API is not served by this version; --dapr-grpc-port is reserved for it"
@@ -322,7 +380,11 @@ impl Sidecar {
                 .disable_init_endpoints
                 .iter()
                 .any(|e| e == "subscribe");
+            let identity = identity.clone();
             background.spawn(async move {
+                if let Some(identity) = identity {
+                    identity.wait_ready().await;
+                }
                 let Some(app) = app else {
                     lifecycle.mark_runtime_ready();
                     return;
@@ -415,11 +477,52 @@ fn key_prefix_namespace() -> Option<String> {
     std::env::var("NAMESPACE").ok().filter(|ns| !ns.is_empty())
 }
 
+/// Starts the workload identity when `--enable-mtls` is set; otherwise says that traffic between
+/// sidecars is plaintext.
+fn start_identity(
+    options: &Options,
+    metrics: &Arc<SecurityMetrics>,
+    lifecycle: &Lifecycle,
+) -> anyhow::Result<Option<Arc<Identity>>> {
+    if !options.enable_mtls {
+        tracing::info!(
+            "mTLS is disabled (no --enable-mtls): traffic between sidecars is plaintext"
+        );
+        return Ok(None);
+    }
+    let trust = match (&options.trust_anchors, options.trust_anchors_file.as_str()) {
+        (Some(pem), _) => TrustSource::Pem(pem.clone()),
+        (None, "") => return Err(crate::identity::IdentityError::NoTrustAnchors.into()),
+        (None, path) => TrustSource::File(path.into()),
+    };
+    let identity = Identity::start(
+        IdentitySettings {
+            id: options
+                .sentry_local_identity
+                .clone()
+                .unwrap_or_else(|| options.app_id.clone()),
+            namespace: options.namespace.clone(),
+            sentry_address: options.sentry_address.clone(),
+            control_plane_trust_domain: options.control_plane_trust_domain.clone(),
+            control_plane_namespace: options.control_plane_namespace.clone(),
+            trust,
+            token_file: options.sentry_token_file.clone(),
+            kubernetes: options.mode == "kubernetes",
+            jwt_audiences: options.sentry_request_jwt_audiences.clone(),
+            tuning: options.identity_tuning,
+        },
+        metrics.clone(),
+        lifecycle.stopping().clone(),
+    )
+    .context("starting the workload identity")?;
+    tracing::info!(sentry = %options.sentry_address, "mTLS is enabled: requesting a workload certificate");
+    Ok(Some(identity))
+}
+
 /// Where the internal server binds: plaintext invocation is kept on loopback in standalone mode
-/// unless the user chose an address. (`--enable-mtls` does not widen it: until mTLS is
-/// implemented, setting it must not expose plaintext invocation to the network.)
-fn internal_listen_ip(options: &Options) -> anyhow::Result<IpAddr> {
-    let default = if options.mode == "standalone" {
+/// unless the user chose an address; with mTLS it binds all interfaces, as daprd does.
+fn internal_listen_ip(options: &Options, mtls: bool) -> anyhow::Result<IpAddr> {
+    let default = if options.mode == "standalone" && !mtls {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
     } else {
         IpAddr::V4(Ipv4Addr::UNSPECIFIED)

@@ -10,6 +10,7 @@ mod component;
 mod counter;
 mod labels;
 mod path;
+mod security;
 mod serve;
 
 #[cfg(test)]
@@ -26,6 +27,7 @@ pub use component::ComponentMetrics;
 pub use counter::DaprCounter;
 pub use labels::{method_label, InvocationKind};
 pub use path::normalize_path;
+pub use security::{AclLevel, SecurityMetrics};
 pub use serve::{serve, CONTENT_TYPE};
 
 use labels::{
