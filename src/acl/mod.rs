@@ -39,14 +39,16 @@ pub struct Decision {
 #[derive(Debug)]
 pub struct AccessControl {
     default_action: Action,
-    /// Keyed by `appId||namespace`, as daprd.
-    policies: HashMap<(String, String), Policy>,
+    /// By caller app id, then namespace (daprd keys `appId||namespace`); looked up by `&str`
+    /// so a request allocates nothing.
+    policies: HashMap<String, HashMap<String, Policy>>,
     app: AppKind,
 }
 
 impl AccessControl {
     pub fn new(spec: &AccessControlSpec, app: AppKind) -> Self {
-        let mut policies = HashMap::with_capacity(spec.policies.len());
+        let mut policies: HashMap<String, HashMap<String, Policy>> =
+            HashMap::with_capacity(spec.policies.len());
         for p in &spec.policies {
             let mut operations = OperationTrie::default();
             for op in &p.operations {
@@ -70,8 +72,8 @@ impl AccessControl {
                     },
                 );
             }
-            policies.insert(
-                (p.app_id.clone(), p.namespace.clone()),
+            policies.entry(p.app_id.clone()).or_default().insert(
+                p.namespace.clone(),
                 Policy {
                     trust_domain: p.trust_domain.clone(),
                     namespace: p.namespace.clone(),
@@ -104,7 +106,8 @@ impl AccessControl {
         };
         let Some(policy) = self
             .policies
-            .get(&(caller.app_id.clone(), caller.namespace.clone()))
+            .get(caller.app_id.as_str())
+            .and_then(|by_ns| by_ns.get(caller.namespace.as_str()))
         else {
             return global;
         };
