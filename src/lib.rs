@@ -3,11 +3,13 @@
 //! The sidecar is wired in [`sidecar`]; each building block owns one folder. Start with
 //! `DESIGN.md`-style reading order: [`sidecar`] -> [`api`] -> [`invoke`] -> [`app_channel`].
 
+pub mod acl;
 pub mod api;
 pub mod app_channel;
 pub mod config;
 pub mod control;
 pub mod http_path;
+pub mod identity;
 pub mod invoke;
 pub mod lifecycle;
 pub mod proto;

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::Value as JsonValue;
 use serde_yaml_ng::Value;
 
+use super::access_control::{AccessControlDoc, AccessControlSpec, MtlsDoc, MtlsSpec};
 use super::component_yaml::ObjectMeta;
 use super::yaml::{self, decode, invalid, render};
 use super::{expand, ConfigError};
@@ -18,6 +19,10 @@ use super::{expand, ConfigError};
 pub struct Configuration {
     pub name: String,
     pub name_resolution: Option<NameResolutionSpec>,
+    /// `spec.accessControl` over daprd's built-in default.
+    pub access_control: AccessControlSpec,
+    /// `spec.mtls`, when a file sets it.
+    pub mtls: Option<MtlsSpec>,
     /// Spec keys Dapr defines that Outrigger accepts but does not act on yet, by their YAML name
     /// (`tracing`, `accessControl`, ...), as written. Keys move out of here as they are
     /// implemented.
@@ -62,7 +67,7 @@ struct Spec {
     #[serde(default)]
     tracing: Option<JsonValue>,
     #[serde(default)]
-    mtls: Option<JsonValue>,
+    mtls: Option<MtlsDoc>,
     #[serde(default)]
     metric: Option<JsonValue>,
     #[serde(default)]
@@ -70,7 +75,7 @@ struct Spec {
     #[serde(default)]
     secrets: Option<JsonValue>,
     #[serde(default)]
-    access_control: Option<JsonValue>,
+    access_control: Option<AccessControlDoc>,
     #[serde(default)]
     features: Option<JsonValue>,
     #[serde(default)]
@@ -91,11 +96,9 @@ impl Spec {
             ("httpPipeline", self.http_pipeline),
             ("appHttpPipeline", self.app_http_pipeline),
             ("tracing", self.tracing),
-            ("mtls", self.mtls),
             ("metric", self.metric),
             ("metrics", self.metrics),
             ("secrets", self.secrets),
-            ("accessControl", self.access_control),
             ("features", self.features),
             ("api", self.api),
             ("components", self.components),
@@ -183,6 +186,16 @@ fn merge_document(
     };
     if let Some(nr) = spec.name_resolution.take() {
         merged.name_resolution = Some(name_resolution(path, document, nr)?);
+    }
+    if let Some(acl) = spec.access_control.take() {
+        acl.apply(&mut merged.access_control)
+            .map_err(|reason| invalid(path, document, "spec.accessControl", reason))?;
+    }
+    if let Some(mtls) = spec.mtls.take() {
+        merged.mtls = Some(
+            mtls.into_spec()
+                .map_err(|reason| invalid(path, document, "spec.mtls", reason))?,
+        );
     }
     for (key, value) in spec.unsupported() {
         merged.unsupported.insert(key.to_owned(), value);

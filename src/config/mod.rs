@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+pub mod access_control;
 mod component;
 pub mod component_types;
 mod component_yaml;

@@ -11,11 +11,14 @@ use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Method, Response};
 
 use super::body::{collect_limited, response_chunks, CollectError, PayloadBody};
-use super::headers::{from_metadata, CALLER_APP_ID};
+use super::headers::{from_metadata, CALLER_APP_ID, CALLER_NAMESPACE};
 use super::status::head_from_http;
 use super::Call;
+use crate::acl::{self, AccessControl};
 use crate::app_channel::{AppChannel, AppChannelError, GrpcReply};
 use crate::http_path::clean_method;
+use crate::identity::transport::PeerIdentity;
+use crate::identity::SpiffeId;
 use crate::proto::common::http_extension::Verb;
 use crate::proto::common::InvokeRequest;
 use crate::proto::internals::service_invocation_server::ServiceInvocation;
@@ -23,7 +26,7 @@ use crate::proto::internals::{
     InternalInvokeRequest, InternalInvokeRequestStream, InternalInvokeResponse,
     InternalInvokeResponseStream,
 };
-use crate::telemetry::metrics::SidecarMetrics;
+use crate::telemetry::metrics::{SecurityMetrics, SidecarMetrics};
 
 /// Delivers calls to the local app, whether they came from a peer or from this sidecar's own
 /// API (self-invocation skips the network hop).
@@ -91,12 +94,124 @@ impl Inbound {
 #[derive(Clone)]
 pub struct InboundServer {
     inbound: Arc<Inbound>,
+    access: Option<(Arc<AccessControl>, Arc<SecurityMetrics>)>,
 }
 
 impl InboundServer {
     pub fn new(inbound: Arc<Inbound>) -> Self {
-        Self { inbound }
+        Self {
+            inbound,
+            access: None,
+        }
     }
+
+    /// Checks every call from a peer against `acl` before it reaches the app.
+    pub fn with_access_control(
+        mut self,
+        acl: Arc<AccessControl>,
+        metrics: Arc<SecurityMetrics>,
+    ) -> Self {
+        self.access = Some((acl, metrics));
+        self
+    }
+
+    /// The caller's identity comes from its certificate only. Over TLS the caller headers are
+    /// overwritten with it, so the app never sees a spoofed `dapr-caller-app-id`; then access
+    /// control decides.
+    fn admit(
+        &self,
+        caller: Option<&SpiffeId>,
+        request: &InternalInvokeRequest,
+        call: &mut Call,
+    ) -> Result<(), tonic::Status> {
+        if let Some(id) = caller {
+            for (name, value) in [
+                (CALLER_APP_ID, &id.app_id),
+                (CALLER_NAMESPACE, &id.namespace),
+            ] {
+                let value = HeaderValue::from_str(value)
+                    .map_err(|_| tonic::Status::invalid_argument("invalid caller identity"))?;
+                call.headers.insert(name, value);
+            }
+        }
+        self.check_access(caller, request, &call.method)
+    }
+
+    /// [`Self::admit`] for a gRPC app, which gets the peer's request as is: the identity goes
+    /// into its metadata.
+    fn admit_grpc(
+        &self,
+        caller: Option<&SpiffeId>,
+        request: &mut InternalInvokeRequest,
+    ) -> Result<(), tonic::Status> {
+        if let Some(id) = caller {
+            for (name, value) in [
+                (CALLER_APP_ID, &id.app_id),
+                (CALLER_NAMESPACE, &id.namespace),
+            ] {
+                request.metadata.insert(
+                    name.to_owned(),
+                    crate::proto::internals::ListStringValue {
+                        values: vec![value.clone()],
+                    },
+                );
+            }
+        }
+        let method = request
+            .message
+            .as_ref()
+            .map(|m| clean_method(&m.method))
+            .unwrap_or_default();
+        self.check_access(caller, request, &method)
+    }
+
+    /// Access control for one call to `method` (the app's path or gRPC method).
+    fn check_access(
+        &self,
+        caller: Option<&SpiffeId>,
+        request: &InternalInvokeRequest,
+        method: &str,
+    ) -> Result<(), tonic::Status> {
+        let Some((acl, metrics)) = &self.access else {
+            return Ok(());
+        };
+        let verb = request
+            .message
+            .as_ref()
+            .and_then(|m| m.http_extension.as_ref())
+            .and_then(|e| Verb::try_from(e.verb).ok())
+            .filter(|v| *v != Verb::None);
+        let operation = acl::normalize(method);
+        let decision = acl.check(caller, &operation, verb.map(|v| v.as_str_name()));
+        let (app_id, trust_domain, namespace) = caller.map_or(("", "", ""), |id| {
+            (
+                id.app_id.as_str(),
+                id.trust_domain.as_str(),
+                id.namespace.as_str(),
+            )
+        });
+        metrics.acl_decision(
+            decision.level,
+            decision.allowed,
+            app_id,
+            trust_domain,
+            namespace,
+        );
+        if decision.allowed {
+            return Ok(());
+        }
+        Err(tonic::Status::permission_denied(format!(
+            "access control policy has denied access to appid: {app_id} operation: {operation} verb: {}",
+            verb.unwrap_or(Verb::None).as_str_name()
+        )))
+    }
+}
+
+fn caller_of<T>(request: &tonic::Request<T>) -> Option<Arc<SpiffeId>> {
+    request
+        .extensions()
+        .get::<PeerIdentity>()
+        .and_then(|p| p.id.clone())
 }
 
 type ResponseStream =
@@ -117,8 +232,10 @@ impl ServiceInvocation for InboundServer {
         &self,
         request: tonic::Request<InternalInvokeRequest>,
     ) -> Result<tonic::Response<InternalInvokeResponse>, tonic::Status> {
+        let caller = caller_of(&request);
         let mut request = request.into_inner();
         if self.inbound.app_speaks_grpc() {
+            self.admit_grpc(caller.as_deref(), &mut request)?;
             return self.call_grpc_app(request).await.map(tonic::Response::new);
         }
         let data = request
@@ -127,7 +244,8 @@ impl ServiceInvocation for InboundServer {
             .and_then(|m| m.data.take())
             .map(|any| Bytes::from(any.value))
             .unwrap_or_default();
-        let call = call_from_request(request, Body::from(data))?;
+        let mut call = call_from_request(&mut request, Body::from(data))?;
+        self.admit(caller.as_deref(), &request, &mut call)?;
         let res = self.inbound.deliver(call).await.map_err(status_from_app)?;
         let (parts, body) = res.into_parts();
         let bytes = collect_limited(body, self.inbound.max_body)
@@ -157,20 +275,23 @@ impl ServiceInvocation for InboundServer {
         &self,
         request: tonic::Request<tonic::Streaming<InternalInvokeRequestStream>>,
     ) -> Result<tonic::Response<Self::CallLocalStreamStream>, tonic::Status> {
+        let caller = caller_of(&request);
         let mut stream = request.into_inner();
         let first = stream.message().await?.ok_or_else(|| {
             tonic::Status::invalid_argument("stream ended before the request message")
         })?;
-        let request = first.request.ok_or_else(|| {
+        let mut request = first.request.ok_or_else(|| {
             tonic::Status::invalid_argument(
                 "the first message of the stream must carry the request",
             )
         })?;
         let body = Body::new(PayloadBody::new(first.payload, stream));
         if self.inbound.app_speaks_grpc() {
+            self.admit_grpc(caller.as_deref(), &mut request)?;
             return self.call_grpc_app_streamed(request, body).await;
         }
-        let call = call_from_request(request, body)?;
+        let mut call = call_from_request(&mut request, body)?;
+        self.admit(caller.as_deref(), &request, &mut call)?;
         let res = self.inbound.deliver(call).await.map_err(status_from_app)?;
         let (parts, body) = res.into_parts();
         let head = InternalInvokeResponseStream {
@@ -235,27 +356,30 @@ impl InboundServer {
 }
 
 /// daprd's `InternalInvokeRequest` as a [`Call`] for the app.
-fn call_from_request(request: InternalInvokeRequest, body: Body) -> Result<Call, tonic::Status> {
-    let message = request.message.unwrap_or_default();
+fn call_from_request(
+    request: &mut InternalInvokeRequest,
+    body: Body,
+) -> Result<Call, tonic::Status> {
+    let default = InvokeRequest::default();
     let InvokeRequest {
         method,
         content_type,
         http_extension,
         ..
-    } = message;
+    } = request.message.as_ref().unwrap_or(&default);
     let (verb, query) = match http_extension {
-        Some(ext) => (verb_to_method(ext.verb)?, ext.querystring),
+        Some(ext) => (verb_to_method(ext.verb)?, ext.querystring.clone()),
         // A gRPC caller has no HTTP verb; daprd delivers such calls to HTTP apps as POST.
         None => (Method::POST, String::new()),
     };
-    let mut headers = from_metadata(request.metadata);
+    let mut headers = from_metadata(std::mem::take(&mut request.metadata));
     if !content_type.is_empty() {
-        let value = HeaderValue::from_str(&content_type)
+        let value = HeaderValue::from_str(content_type)
             .map_err(|_| tonic::Status::invalid_argument("invalid content type"))?;
         headers.insert(CONTENT_TYPE, value);
     }
     Ok(Call {
-        method: clean_method(&method),
+        method: clean_method(method),
         verb,
         query,
         headers,

@@ -90,6 +90,12 @@ impl Invoker {
         }
     }
 
+    /// Turns on mTLS towards peers.
+    pub fn with_mtls(mut self, identity: Arc<crate::identity::Identity>) -> Self {
+        self.peers.set_identity(identity);
+        self
+    }
+
     pub fn identity(&self) -> &LocalIdentity {
         &self.me
     }
@@ -170,7 +176,15 @@ impl Invoker {
             let addr = self.resolver.resolve(target).await?;
             let peer = self
                 .peers
-                .get(&addr)
+                .get(
+                    &addr,
+                    if target.namespace.is_empty() {
+                        &self.me.namespace
+                    } else {
+                        &target.namespace
+                    },
+                    &target.app_id,
+                )
                 .map_err(|e| InvokeError::Rpc(tonic::Status::unavailable(e.to_string())))?;
             if peer.streaming() == Streaming::No {
                 return self.call_unary(&peer, head, body).await;

@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 
+use crate::identity::transport::TlsConnect;
+use crate::identity::Identity;
+
 use crate::proto::internals::service_invocation_client::ServiceInvocationClient;
 use crate::resolve::PeerAddress;
 
@@ -44,6 +47,8 @@ impl Peer {
 pub struct Peers {
     map: RwLock<HashMap<PeerAddress, Peer>>,
     max_message: usize,
+    /// With mTLS, connections are TLS and the peer must prove the target's SPIFFE ID.
+    identity: Option<Arc<Identity>>,
 }
 
 impl Peers {
@@ -51,10 +56,23 @@ impl Peers {
         Self {
             map: RwLock::new(HashMap::new()),
             max_message,
+            identity: None,
         }
     }
 
-    pub fn get(&self, addr: &PeerAddress) -> Result<Peer, tonic::transport::Error> {
+    pub fn set_identity(&mut self, identity: Arc<Identity>) {
+        self.identity = Some(identity);
+    }
+
+    /// The client for `addr`, which must be the sidecar of `app_id` in `namespace`. A pooled
+    /// connection made for another app at a reused address fails its handshake; the caller then
+    /// forgets it and dials afresh.
+    pub fn get(
+        &self,
+        addr: &PeerAddress,
+        namespace: &str,
+        app_id: &str,
+    ) -> Result<Peer, tonic::transport::Error> {
         if let Some(peer) = self.map.read().unwrap_or_else(|e| e.into_inner()).get(addr) {
             return Ok(peer.clone());
         }
@@ -62,13 +80,22 @@ impl Peers {
         if let Some(peer) = map.get(addr) {
             return Ok(peer.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))?
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(5))
             .http2_adaptive_window(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_while_idle(true)
-            .connect_lazy();
+            .keep_alive_while_idle(true);
+        let channel = match &self.identity {
+            Some(identity) => {
+                let config = identity.peer_config(namespace, app_id);
+                endpoint.connect_with_connector_lazy(TlsConnect::new(
+                    config,
+                    Some(identity.metrics().clone()),
+                ))
+            }
+            None => endpoint.connect_lazy(),
+        };
         let client = ServiceInvocationClient::new(channel)
             .max_decoding_message_size(self.max_message)
             .max_encoding_message_size(self.max_message);

@@ -10,10 +10,12 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
+use crate::acl::{AccessControl, AppKind};
 use crate::api::http::{Edge, ServeSettings};
 use crate::api::{self, ApiState, AppConnectionInfo};
 use crate::app_channel::{AppChannel, AppChannelSettings, GrpcAppSettings, HealthProbeSettings};
 use crate::config::{self, LoadOptions, TemplateContext};
+use crate::identity::{Identity, IdentitySettings, TrustSource};
 use crate::invoke::grpc_proxy::{AppProxy, GrpcProxy, Upstream};
 use crate::invoke::{Inbound, InboundServer, Invoker, InvokerSettings, LocalIdentity};
 use crate::lifecycle::{Lifecycle, StopKind};
@@ -25,7 +27,9 @@ use crate::pubsub::subscriber::{
 use crate::pubsub::{PubSubs, PubSubsContext};
 use crate::resolve::sqlite::{Registration, SqliteResolver, SqliteSettings};
 use crate::state::{States, StatesContext};
-use crate::telemetry::metrics::{self, ComponentMetrics, GrpcServerMetrics, SidecarMetrics};
+use crate::telemetry::metrics::{
+    self, ComponentMetrics, GrpcServerMetrics, SecurityMetrics, SidecarMetrics,
+};
 
 mod h2c;
 mod options;
@@ -76,6 +80,17 @@ impl Sidecar {
         .context("loading resources")?;
         let name_resolution = resources.configuration.name_resolution.clone();
         let declarative = resources.subscriptions.clone();
+        let access_control = resources.configuration.access_control.clone();
+        if resources
+            .configuration
+            .mtls
+            .as_ref()
+            .and_then(|m| m.enabled)
+            == Some(true)
+            && !options.enable_mtls
+        {
+            tracing::warn!("Configuration spec.mtls.enabled is set, but mTLS between sidecars is turned on by --enable-mtls, as in daprd");
+        }
 
         let mut registry = Registry::default();
         let metrics = Arc::new(SidecarMetrics::new(&mut registry, &options.app_id));
@@ -85,6 +100,8 @@ impl Sidecar {
             &options.app_id,
             &options.namespace,
         ));
+        let security_metrics = Arc::new(SecurityMetrics::new(&mut registry, &options.app_id));
+        let lifecycle = Arc::new(Lifecycle::default());
 
         // Stores open before any listener binds: a store that cannot open fails startup
         // (unless its component sets ignoreErrors), as in daprd.
@@ -113,7 +130,7 @@ impl Sidecar {
         let live = config::live(resources);
 
         // Listeners first, so a port clash fails startup before anything registers.
-        let internal_ip = internal_listen_ip(&options)?;
+        let internal_ip = internal_listen_ip(&options, options.enable_mtls)?;
         let internal = ports::bind_internal(
             internal_ip,
             options.dapr_internal_grpc_port,
@@ -163,6 +180,9 @@ impl Sidecar {
         } else {
             None
         };
+
+        // After every bind, so a start error leaves no certificate task behind.
+        let identity = start_identity(&options, &security_metrics, &lifecycle)?;
 
         let host_ip = advertised_host(&options, internal_ip);
         let settings = match &name_resolution {
@@ -218,7 +238,7 @@ impl Sidecar {
 
         let max_body = options.max_body_bytes();
         let inbound = Arc::new(Inbound::new(app.clone(), metrics.clone(), max_body));
-        let invoker = Arc::new(Invoker::new(
+        let invoker = Invoker::new(
             LocalIdentity {
                 app_id: options.app_id.clone(),
                 namespace: options.namespace.clone(),
@@ -229,9 +249,11 @@ impl Sidecar {
             inbound.clone(),
             metrics.clone(),
             InvokerSettings { max_body },
-        ));
-
-        let lifecycle = Arc::new(Lifecycle::default());
+        );
+        let invoker = Arc::new(match &identity {
+            Some(identity) => invoker.with_mtls(identity.clone()),
+            None => invoker,
+        });
         let state = Arc::new(ApiState {
             app_id: options.app_id.clone(),
             namespace: options.namespace.clone(),
@@ -325,13 +347,39 @@ impl Sidecar {
         let max_message = usize::try_from(max_body)
             .unwrap_or(usize::MAX)
             .saturating_add(1 << 20);
-        let internal_service = ServiceInvocationServer::new(InboundServer::new(inbound))
+        let app_kind = match options.effective_app_protocol() {
+            AppProtocol::Grpc | AppProtocol::Grpcs => AppKind::Grpc,
+            _ => AppKind::Http,
+        };
+        let inbound_server = InboundServer::new(inbound).with_access_control(
+            Arc::new(AccessControl::new(&access_control, app_kind)),
+            security_metrics.clone(),
+        );
+        let internal_service = ServiceInvocationServer::new(inbound_server)
             .max_decoding_message_size(max_message)
             .max_encoding_message_size(max_message);
         let internal_router = tonic::service::Routes::new(internal_service)
             .into_axum_router()
             .fallback_service(app_proxy.clone());
-        servers.spawn(h2c::serve(internal, internal_router, stop.clone(), grace));
+        match identity.as_ref() {
+            Some(id) => {
+                let incoming = crate::identity::transport::incoming(
+                    internal,
+                    id.server_config(),
+                    security_metrics.clone(),
+                    stop.clone(),
+                );
+                servers.spawn(h2c::serve_tls(
+                    incoming,
+                    internal_router,
+                    stop.clone(),
+                    grace,
+                ));
+            }
+            None => {
+                servers.spawn(h2c::serve(internal, internal_router, stop.clone(), grace));
+            }
+        }
         let metrics_addr = match metrics_listener {
             Some(listener) => {
                 let addr = listener.local_addr()?;
@@ -348,7 +396,18 @@ impl Sidecar {
             }
             None => None,
         };
-        lifecycle.mark_outbound_ready();
+        match &identity {
+            None => lifecycle.mark_outbound_ready(),
+            // As daprd, nothing is ready before the first workload certificate.
+            Some(identity) => {
+                let identity = identity.clone();
+                let lifecycle = lifecycle.clone();
+                tokio::spawn(async move {
+                    identity.wait_ready().await;
+                    lifecycle.mark_outbound_ready();
+                });
+            }
+        }
         tracing::info!(app_id = %options.app_id, http = ?http_addrs, grpc = ?grpc_addrs, internal = %internal_addr, "sidecar started");
 
         // Started once the app is reachable, stopped first on shutdown so in-flight deliveries
@@ -366,7 +425,11 @@ impl Sidecar {
                 .disable_init_endpoints
                 .iter()
                 .any(|e| e == "subscribe");
+            let identity = identity.clone();
             background.spawn(async move {
+                if let Some(identity) = identity {
+                    identity.wait_ready().await;
+                }
                 let Some(app) = app else {
                     lifecycle.mark_runtime_ready();
                     return;
@@ -479,11 +542,52 @@ fn key_prefix_namespace() -> Option<String> {
     std::env::var("NAMESPACE").ok().filter(|ns| !ns.is_empty())
 }
 
+/// Starts the workload identity when `--enable-mtls` is set; otherwise says that traffic between
+/// sidecars is plaintext.
+fn start_identity(
+    options: &Options,
+    metrics: &Arc<SecurityMetrics>,
+    lifecycle: &Lifecycle,
+) -> anyhow::Result<Option<Arc<Identity>>> {
+    if !options.enable_mtls {
+        tracing::info!(
+            "mTLS is disabled (no --enable-mtls): traffic between sidecars is plaintext"
+        );
+        return Ok(None);
+    }
+    let trust = match (&options.trust_anchors, options.trust_anchors_file.as_str()) {
+        (Some(pem), _) => TrustSource::Pem(pem.clone()),
+        (None, "") => return Err(crate::identity::IdentityError::NoTrustAnchors.into()),
+        (None, path) => TrustSource::File(path.into()),
+    };
+    let identity = Identity::start(
+        IdentitySettings {
+            id: options
+                .sentry_local_identity
+                .clone()
+                .unwrap_or_else(|| options.app_id.clone()),
+            namespace: options.namespace.clone(),
+            sentry_address: options.sentry_address.clone(),
+            control_plane_trust_domain: options.control_plane_trust_domain.clone(),
+            control_plane_namespace: options.control_plane_namespace.clone(),
+            trust,
+            token_file: options.sentry_token_file.clone(),
+            kubernetes: options.mode == "kubernetes",
+            jwt_audiences: options.sentry_request_jwt_audiences.clone(),
+            tuning: options.identity_tuning,
+        },
+        metrics.clone(),
+        lifecycle.stopping().clone(),
+    )
+    .context("starting the workload identity")?;
+    tracing::info!(sentry = %options.sentry_address, "mTLS is enabled: requesting a workload certificate");
+    Ok(Some(identity))
+}
+
 /// Where the internal server binds: plaintext invocation is kept on loopback in standalone mode
-/// unless the user chose an address. (`--enable-mtls` does not widen it: until mTLS is
-/// implemented, setting it must not expose plaintext invocation to the network.)
-fn internal_listen_ip(options: &Options) -> anyhow::Result<IpAddr> {
-    let default = if options.mode == "standalone" {
+/// unless the user chose an address; with mTLS it binds all interfaces, as daprd does.
+fn internal_listen_ip(options: &Options, mtls: bool) -> anyhow::Result<IpAddr> {
+    let default = if options.mode == "standalone" && !mtls {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
     } else {
         IpAddr::V4(Ipv4Addr::UNSPECIFIED)

@@ -149,6 +149,28 @@ pub struct Options {
     #[arg(long, env = "DAPR_CONTROLPLANE_NAMESPACE", default_value = "default")]
     pub control_plane_namespace: String,
 
+    /// File of PEM trust anchors, re-read when it changes so a root rotation needs no restart.
+    /// daprd's control-plane services have this flag; daprd itself only reads
+    /// `DAPR_TRUST_ANCHORS` (which wins when both are set).
+    #[arg(long, default_value = "")]
+    pub trust_anchors_file: String,
+
+    /// `DAPR_TRUST_ANCHORS`: PEM trust anchors.
+    #[arg(skip = std::env::var("DAPR_TRUST_ANCHORS").ok().filter(|v| !v.trim().is_empty()))]
+    pub trust_anchors: Option<String>,
+
+    /// `DAPR_SENTRY_TOKEN_FILE`: the token sent to the CA.
+    #[arg(skip = std::env::var_os("DAPR_SENTRY_TOKEN_FILE").filter(|v| !v.is_empty()).map(PathBuf::from))]
+    pub sentry_token_file: Option<PathBuf>,
+
+    /// `SENTRY_LOCAL_IDENTITY`: the id asked for instead of the app id.
+    #[arg(skip = std::env::var("SENTRY_LOCAL_IDENTITY").ok().filter(|v| !v.is_empty()))]
+    pub sentry_local_identity: Option<String>,
+
+    /// Certificate retry and anchors polling timings (not flags: production uses the defaults).
+    #[arg(skip)]
+    pub identity_tuning: crate::identity::IdentityTuning,
+
     /// Extra JWT audiences requested from the CA.
     #[arg(long, value_delimiter = ',')]
     pub sentry_request_jwt_audiences: Vec<String>,
@@ -410,8 +432,6 @@ impl Options {
                 out.push(name);
             }
         };
-        check(self.enable_mtls, "--enable-mtls");
-        check(!self.sentry_address.is_empty(), "--sentry-address");
         check(
             !self.control_plane_address.is_empty(),
             "--control-plane-address",
@@ -619,9 +639,6 @@ mod tests {
             "--placement-host-address",
             "x:1",
         ]);
-        assert_eq!(
-            o.unsupported_flags(),
-            vec!["--enable-mtls", "--placement-host-address"]
-        );
+        assert_eq!(o.unsupported_flags(), vec!["--placement-host-address"]);
     }
 }

@@ -3,9 +3,11 @@
 
 #![allow(dead_code)]
 
+pub mod ca;
 pub mod pubsub_conformance;
 pub mod state_conformance;
 pub mod state_http;
+pub mod tls_client;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -118,8 +118,44 @@ fn every_dapr_spec_key_is_accepted() {
     );
     let (_d, res) = load_config_text(&text);
     let cfg = res.expect("every key");
-    assert_eq!(cfg.unsupported.len(), 14);
+    assert_eq!(cfg.unsupported.len(), 12);
     assert!(cfg.name_resolution.is_some());
+    assert_eq!(cfg.mtls.and_then(|m| m.enabled), Some(true));
+    assert_eq!(
+        cfg.access_control.default_action,
+        crate::config::access_control::Action::Allow
+    );
+}
+
+#[test]
+fn access_control_is_typed_and_validated() {
+    use crate::config::access_control::Action;
+    let (_d, res) = load_config_text(&format!(
+        "{HEAD}spec:\n  accessControl:\n    defaultAction: Deny\n    policies:\n    - appId: a\n      \
+         trustDomain: public\n      namespace: default\n      operations:\n      - name: /op/*\n        \
+         httpVerb: [GET]\n        action: allow\n"
+    ));
+    let acl = res.expect("valid").access_control;
+    assert_eq!(acl.default_action, Action::Deny);
+    // Left out: daprd's built-in default.
+    assert_eq!(acl.trust_domain, "public");
+    assert_eq!(acl.policies[0].operations[0].action, Action::Allow);
+    assert_eq!(acl.policies[0].default_action, None);
+
+    let (_d, res) = load_config_text(&format!(
+        "{HEAD}spec:\n  accessControl:\n    policies:\n    - appId: a\n      trustDomain: public\n      \
+         namespace: default\n      operations:\n      - {{name: /x, action: maybe}}\n"
+    ));
+    let (_, _, field, reason) = invalid_parts(res.expect_err("bad action"));
+    assert_eq!(field, "spec.accessControl");
+    assert!(
+        reason.contains("`maybe` is not `allow` or `deny`"),
+        "{reason}"
+    );
+
+    let (_d, res) = load_config_text(&format!("{HEAD}spec:\n  mtls: {{workloadCertTTL: soon}}\n"));
+    let (_, _, field, _) = invalid_parts(res.expect_err("bad duration"));
+    assert_eq!(field, "spec.mtls");
 }
 
 #[test]

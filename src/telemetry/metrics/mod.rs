@@ -11,6 +11,7 @@ mod counter;
 mod grpc_server;
 mod labels;
 mod path;
+mod security;
 mod serve;
 
 #[cfg(test)]
@@ -28,6 +29,7 @@ pub use counter::DaprCounter;
 pub use grpc_server::GrpcServerMetrics;
 pub use labels::{method_label, InvocationKind};
 pub use path::normalize_path;
+pub use security::{AclLevel, SecurityMetrics};
 pub use serve::{serve, CONTENT_TYPE};
 
 use labels::{
