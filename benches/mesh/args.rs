@@ -13,7 +13,8 @@ pub const USAGE: &str = "usage: cargo bench --bench mesh -- [--quick] [--baselin
   --baseline   print (and add to RESULTS.md) the change against a saved results.json
   --out        where RESULTS.md and results.json go (default: benches/, or target/mesh-quick)
   --only       run only these scenarios: direct, nginx, outrigger-1hop, outrigger-2hop,
-               state-save-sidecar, redis-hset, state-get-sidecar, redis-get-script";
+               state-save-sidecar, redis-hset, state-get-sidecar, redis-get-script,
+               pubsub-redis, pubsub-raw-redis";
 
 #[derive(Debug)]
 pub struct Args {
