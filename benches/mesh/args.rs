@@ -14,7 +14,7 @@ pub const USAGE: &str = "usage: cargo bench --bench mesh -- [--quick] [--baselin
   --out        where RESULTS.md and results.json go (default: benches/, or target/mesh-quick)
   --only       run only these scenarios: direct, nginx, outrigger-1hop, outrigger-2hop,
                state-save-sidecar, redis-hset, state-get-sidecar, redis-get-script,
-               grpc-direct, grpc-2hop";
+               grpc-direct, grpc-2hop, pubsub-redis, pubsub-raw-redis";
 
 #[derive(Debug)]
 pub struct Args {

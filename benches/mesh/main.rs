@@ -18,6 +18,7 @@ mod load;
 mod markdown;
 mod nginx;
 mod procs;
+mod pubsub;
 mod results;
 mod sidecar;
 mod state;
@@ -239,6 +240,14 @@ fn run(args: &Args, dir: &Path) -> anyhow::Result<()> {
             f.rss_peak_mb.insert(phase.key.clone(), peak);
         }
     }
+    // Pub/sub brings its own Redis, sidecars and apps, and reports delivery next to publish.
+    let mut pubsub_delivery = Vec::new();
+    if args.runs(pubsub::SIDECAR) || args.runs(pubsub::RAW) {
+        let ps = pubsub::run(&rt, &settings, &bin, &config, dir, args)?;
+        rows.extend(ps.rows);
+        notes.extend(ps.notes);
+        pubsub_delivery = ps.deliveries;
+    }
     notes.extend(environment::row_notes(&rows));
     let mut meta = environment::meta(&bin, args.quick, hz, hz_assumed)?;
     meta.load_before = load_before;
@@ -254,6 +263,7 @@ fn run(args: &Args, dir: &Path) -> anyhow::Result<()> {
         ready_ms,
         notes,
         state_added: Vec::new(),
+        pubsub_delivery,
     };
     results.state_added = state::added(&results);
     write(args, &results, old.as_ref())?;
@@ -375,6 +385,9 @@ fn print_logs(dir: &Path) {
         "beta.log",
         "grpc-callee.log",
         "nginx/error.log",
+        "ps-pub.log",
+        "ps-sub.log",
+        "redis.log",
     ];
     for name in logs {
         let Ok(text) = std::fs::read_to_string(dir.join(name)) else {

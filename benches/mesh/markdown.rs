@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 
 use crate::results::{Phase, Results, Row};
-use crate::state;
 use crate::targets::{self, added};
+use crate::{pubsub, state};
 
 const LATENCY_HEAD: &str = "| scenario | p50 | p90 | p99 | p99.9 | max | achieved rps | errors | pool waits | proxy CPU s / 1k req |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
 const ADDED_HEAD: &str = "| scenario | +p50 | +p90 | +p99 | +p99.9 | ×nginx p50 | ×nginx p90 | ×nginx p99 | ×nginx p99.9 |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|\n";
@@ -73,6 +73,7 @@ pub fn render(r: &Results) -> String {
         phase_section(&mut md, r, phase);
     }
     state_section(&mut md, r);
+    pubsub_section(&mut md, r);
     resources(&mut md, r);
     md.push_str("\n## Targets (issue 3; reported, not enforced)\n\n| target | measured | met |\n|---|---|---|\n");
     for c in targets::checks(r) {
@@ -106,7 +107,9 @@ fn phase_section(md: &mut String, r: &Results, phase: &Phase) {
     let rows: Vec<&Row> = r
         .rows
         .iter()
-        .filter(|x| x.phase == phase.key && !state::is_state(&x.scenario))
+        .filter(|x| {
+            x.phase == phase.key && !state::is_state(&x.scenario) && !pubsub::is_pubsub(&x.scenario)
+        })
         .collect();
     latency_rows(md, &rows);
     if let Some(lag) = rows.iter().filter_map(|x| x.lag_p99_ms).reduce(f64::max) {
@@ -203,6 +206,56 @@ fn state_section(md: &mut String, r: &Results) {
             md,
             "| {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |",
             a.scenario, a.reference, a.p50_ms, a.p90_ms, a.p99_ms, a.p999_ms
+        );
+    }
+}
+
+/// Issue 5: publish through a sidecar and delivery to an app, next to raw Redis Streams.
+fn pubsub_section(md: &mut String, r: &Results) {
+    let rows: Vec<&Row> = r
+        .rows
+        .iter()
+        .filter(|x| pubsub::is_pubsub(&x.scenario))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    md.push_str("\n## Pub/sub (through Redis Streams)\n\n`pubsub-redis`: `POST /v1.0/publish/pubsub/bench` on the publisher sidecar (`ps-pub`), `pubsub.redis` on a `redis-server` of the harness's own, the subscriber sidecar (`ps-sub`) delivering each CloudEvent to an app in the harness. `pubsub-raw-redis`: the same messages as raw `XADD` on one multiplexed connection and an `XREADGROUP ... COUNT 100 BLOCK` + `XACK` loop in the harness. Open loop; proxy CPU is both sidecars'.\n\nPublish (until the publish call returns):\n\n");
+    md.push_str(
+        &LATENCY_HEAD
+            .replacen("| scenario", "| phase | scenario", 1)
+            .replacen("|---|", "|---|---|", 1),
+    );
+    for row in &rows {
+        let title = r
+            .phases
+            .iter()
+            .find(|p| p.key == row.phase)
+            .map_or(row.phase.as_str(), |p| p.title.as_str());
+        let mut line = String::new();
+        latency_rows(&mut line, &[row]);
+        let _ = write!(md, "| {title} {line}");
+    }
+    md.push_str("\nPublish to handler (from each message's scheduled send time until the handler sees it):\n\n| phase | scenario | p50 | p90 | p99 | p99.9 | max | published | delivered | duplicates | drain (ms) |\n|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    for d in &r.pubsub_delivery {
+        let title = r
+            .phases
+            .iter()
+            .find(|p| p.key == d.phase)
+            .map_or(d.phase.as_str(), |p| p.title.as_str());
+        let _ = writeln!(
+            md,
+            "| {title} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {} | {} | {:.0} |",
+            d.scenario,
+            d.p50_ms,
+            d.p90_ms,
+            d.p99_ms,
+            d.p999_ms,
+            d.max_ms,
+            d.published,
+            d.delivered,
+            d.duplicates,
+            d.drain_ms
         );
     }
 }

@@ -22,6 +22,9 @@ pub struct Results {
     /// State rows over their direct Redis reference (issue 4); empty when Redis was absent.
     #[serde(default)]
     pub state_added: Vec<StateAdded>,
+    /// Publish-to-handler latency and delivery counts of the pub/sub rows (issue 5).
+    #[serde(default)]
+    pub pubsub_delivery: Vec<crate::pubsub::Delivery>,
 }
 
 /// What a sidecar state row adds over the same Redis work done directly (ms per percentile).
