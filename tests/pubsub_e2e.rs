@@ -83,5 +83,26 @@ async fn published_event_reaches_the_subscribed_route_with_trace_context() {
         delivered_trace.contains("4bf92f3577b34da6a3ce929d0e0e4736"),
         "{delivered_trace}"
     );
+
+    // The metadata API lists the running subscription as daprd does.
+    let res = send(
+        Method::GET,
+        &format!("{}/v1.0/metadata", api(&sidecar)),
+        &[],
+        Body::empty(),
+    )
+    .await
+    .unwrap();
+    let metadata: serde_json::Value = serde_json::from_slice(&res.body).unwrap();
+    assert_eq!(
+        metadata["subscriptions"],
+        serde_json::json!([{
+            "pubsubname": "pubsub",
+            "topic": "orders",
+            "rules": [{"path": "/orders"}],
+            "type": "PROGRAMMATIC"
+        }]),
+        "{metadata}"
+    );
     sidecar.stop().await;
 }

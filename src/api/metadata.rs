@@ -14,6 +14,7 @@ use serde::Serialize;
 use super::grpc::StreamingSubscription;
 use super::ApiState;
 use crate::config::Component;
+use crate::pubsub::subscriber::ActiveSubscription;
 
 /// The version reported as `runtimeVersion` and `extended.daprRuntimeVersion`.
 pub const RUNTIME_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -93,6 +94,8 @@ struct SubscriptionInfo {
     topic: String,
     #[serde(skip_serializing_if = "HashMap::is_empty")]
     metadata: HashMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    rules: Vec<RuleInfo>,
     #[serde(skip_serializing_if = "String::is_empty")]
     dead_letter_topic: String,
     #[serde(rename = "type")]
@@ -105,8 +108,38 @@ impl From<&StreamingSubscription> for SubscriptionInfo {
             pubsubname: s.pubsub.clone(),
             topic: s.topic.clone(),
             metadata: s.metadata.clone(),
+            rules: Vec::new(),
             dead_letter_topic: s.dead_letter_topic.clone().unwrap_or_default(),
             kind: "STREAMING",
+        }
+    }
+}
+
+/// One routing rule; daprd leaves out an empty `match` (the catch-all).
+#[derive(Serialize)]
+struct RuleInfo {
+    #[serde(rename = "match", skip_serializing_if = "String::is_empty")]
+    match_expr: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    path: String,
+}
+
+impl From<&ActiveSubscription> for SubscriptionInfo {
+    fn from(s: &ActiveSubscription) -> Self {
+        Self {
+            pubsubname: s.pubsub_name.clone(),
+            topic: s.topic.clone(),
+            metadata: s.metadata.clone(),
+            rules: s
+                .rules
+                .iter()
+                .map(|(m, p)| RuleInfo {
+                    match_expr: m.clone(),
+                    path: p.clone(),
+                })
+                .collect(),
+            dead_letter_topic: s.dead_letter_topic.clone().unwrap_or_default(),
+            kind: s.kind.as_str(),
         }
     }
 }
@@ -126,7 +159,13 @@ pub async fn get_metadata(State(state): State<Arc<ApiState>>) -> Response {
         runtime_version: RUNTIME_VERSION,
         components: components(&state, &live.resources.components),
         extended: extended(&state),
-        subscriptions: streaming.iter().map(SubscriptionInfo::from).collect(),
+        subscriptions: state
+            .app_subscriptions
+            .load()
+            .iter()
+            .map(SubscriptionInfo::from)
+            .chain(streaming.iter().map(SubscriptionInfo::from))
+            .collect(),
         app_connection_properties: &state.app_connection,
         actor_runtime: ActorRuntime {
             runtime_status: "DISABLED",

@@ -48,6 +48,8 @@ pub struct ApiState {
     pub allowed_origins: Vec<String>,
     /// Streaming subscriptions open on the gRPC API; metadata lists them.
     pub streaming: Arc<grpc::StreamingSubscriptions>,
+    /// The app's declarative and programmatic subscriptions, once they are started.
+    pub app_subscriptions: arc_swap::ArcSwap<Vec<crate::pubsub::subscriber::ActiveSubscription>>,
 }
 
 /// The full Dapr HTTP API. Anything no route claims, or a claimed path with another verb, is a

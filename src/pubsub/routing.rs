@@ -127,6 +127,13 @@ impl Routes {
     }
 
     /// The paths of every rule, in order (for logs and the metadata API).
+    /// The rules as written, `(match, path)`, in evaluation order (the catch-all has no match).
+    pub fn rules(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.rules
+            .iter()
+            .map(|r| (r.expr.as_str(), r.path.as_str()))
+    }
+
     pub fn paths(&self) -> impl Iterator<Item = &str> {
         self.rules.iter().map(|r| r.path.as_str())
     }

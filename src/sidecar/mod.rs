@@ -275,6 +275,7 @@ impl Sidecar {
                 .map(str::to_owned)
                 .collect(),
             streaming: Arc::default(),
+            app_subscriptions: Default::default(),
         });
 
         let grace = options.graceful_shutdown();
@@ -426,6 +427,7 @@ impl Sidecar {
                 .iter()
                 .any(|e| e == "subscribe");
             let identity = identity.clone();
+            let api_state = state.clone();
             background.spawn(async move {
                 if let Some(identity) = identity {
                     identity.wait_ready().await;
@@ -457,7 +459,12 @@ impl Sidecar {
                     metrics: component_metrics,
                 };
                 match Subscriber::start(ctx, &app, &declarative, discover).await {
-                    Ok(running) => *slot = Some(running),
+                    Ok(running) => {
+                        api_state
+                            .app_subscriptions
+                            .store(Arc::new(running.subscriptions().cloned().collect()));
+                        *slot = Some(running);
+                    }
                     Err(err) => tracing::error!(%err, "starting subscriptions failed"),
                 }
                 drop(slot);

@@ -6,9 +6,10 @@ use super::super::ApiState;
 use crate::lifecycle::StopKind;
 use crate::proto::runtime::{
     actor_runtime::ActorRuntimeStatus, ActorRuntime, AppConnectionHealthProperties,
-    AppConnectionProperties, GetMetadataResponse, PubsubSubscription, PubsubSubscriptionType,
-    RegisteredComponents,
+    AppConnectionProperties, GetMetadataResponse, PubsubSubscription, PubsubSubscriptionRule,
+    PubsubSubscriptionRules, PubsubSubscriptionType, RegisteredComponents,
 };
+use crate::pubsub::subscriber::SubscriptionKind;
 
 pub(super) fn get(api: &ApiState) -> GetMetadataResponse {
     let live = api.live.load();
@@ -21,18 +22,42 @@ pub(super) fn get(api: &ApiState) -> GetMetadataResponse {
             capabilities: c.capabilities.iter().map(|s| (*s).to_owned()).collect(),
         })
         .collect();
-    let subscriptions = api
-        .streaming
-        .list()
-        .into_iter()
-        .map(|s| PubsubSubscription {
-            pubsub_name: s.pubsub,
-            topic: s.topic,
-            metadata: s.metadata,
-            rules: None,
-            dead_letter_topic: s.dead_letter_topic.unwrap_or_default(),
-            r#type: PubsubSubscriptionType::Streaming.into(),
-        })
+    let app_subscriptions = api.app_subscriptions.load();
+    let declared = app_subscriptions.iter().map(|s| PubsubSubscription {
+        pubsub_name: s.pubsub_name.clone(),
+        topic: s.topic.clone(),
+        metadata: s.metadata.clone(),
+        rules: Some(PubsubSubscriptionRules {
+            rules: s
+                .rules
+                .iter()
+                .map(|(m, p)| PubsubSubscriptionRule {
+                    r#match: m.clone(),
+                    path: p.clone(),
+                })
+                .collect(),
+        }),
+        dead_letter_topic: s.dead_letter_topic.clone().unwrap_or_default(),
+        r#type: match s.kind {
+            SubscriptionKind::Declarative => PubsubSubscriptionType::Declarative,
+            SubscriptionKind::Programmatic => PubsubSubscriptionType::Programmatic,
+        }
+        .into(),
+    });
+    let subscriptions = declared
+        .chain(
+            api.streaming
+                .list()
+                .into_iter()
+                .map(|s| PubsubSubscription {
+                    pubsub_name: s.pubsub,
+                    topic: s.topic,
+                    metadata: s.metadata,
+                    rules: None,
+                    dead_letter_topic: s.dead_letter_topic.unwrap_or_default(),
+                    r#type: PubsubSubscriptionType::Streaming.into(),
+                }),
+        )
         .collect();
     let app = &api.app_connection;
     GetMetadataResponse {

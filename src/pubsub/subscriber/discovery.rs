@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Limited};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::plan::Spec;
+use super::plan::{Spec, SubscriptionKind};
 use crate::app_channel::AppChannel;
 use crate::config::subscription::{BulkSubscribeDoc, RoutesDoc};
 use crate::invoke::Call;
@@ -119,6 +119,7 @@ fn to_spec((index, value): (usize, Value)) -> Option<Spec> {
     let routes = item.routes.unwrap_or_default();
     Some(Spec {
         origin: format!("/dapr/subscribe item {index}"),
+        kind: SubscriptionKind::Programmatic,
         pubsub_name: item.pubsub_name,
         topic: item.topic,
         rules: routes

@@ -28,6 +28,7 @@ mod settle;
 use batcher::{BatchLimits, Batcher};
 pub use health::pause_while_unhealthy;
 use ingress::Ingress;
+pub use plan::SubscriptionKind;
 use plan::{Plan, Spec};
 use postman::{Postman, SubscribedMessage, Verdict};
 use settle::Settlement;
@@ -54,7 +55,11 @@ pub struct ActiveSubscription {
     pub dead_letter_topic: Option<String>,
     /// The rule paths in evaluation order (the catch-all last).
     pub paths: Vec<String>,
+    /// The rules as written, `(match, path)`, in evaluation order (the catch-all's match is
+    /// empty).
+    pub rules: Vec<(String, String)>,
     pub metadata: std::collections::HashMap<String, String>,
+    pub kind: SubscriptionKind,
 }
 
 /// What the subscriptions of one app deliver through.
@@ -183,7 +188,13 @@ impl Consumer {
             topic: plan.topic.clone(),
             dead_letter_topic: plan.dead_letter_topic.clone(),
             paths: plan.routes.paths().map(str::to_owned).collect(),
+            rules: plan
+                .routes
+                .rules()
+                .map(|(m, p)| (m.to_owned(), p.to_owned()))
+                .collect(),
             metadata: plan.metadata.clone(),
+            kind: plan.kind,
         };
         let mut max_concurrency = plan.concurrency;
         let batcher = plan.bulk.enabled.then(|| {

@@ -13,6 +13,7 @@ use crate::pubsub::{PubSubComponent, PubSubs};
 pub(super) struct Spec {
     /// Where it came from, for logs: `Subscription <name>` or `/dapr/subscribe`.
     pub origin: String,
+    pub kind: SubscriptionKind,
     pub pubsub_name: String,
     pub topic: String,
     pub rules: Vec<RuleSpec>,
@@ -29,6 +30,7 @@ impl From<&Subscription> for Spec {
     fn from(s: &Subscription) -> Self {
         Self {
             origin: format!("Subscription {} ({})", s.name, s.source),
+            kind: SubscriptionKind::Declarative,
             pubsub_name: s.pubsub_name.clone(),
             topic: s.topic.clone(),
             rules: s.rules.clone(),
@@ -46,8 +48,28 @@ impl From<&Subscription> for Spec {
     }
 }
 
+/// Where a subscription came from, as the metadata API reports it (`type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriptionKind {
+    /// A `Subscription` resource.
+    Declarative,
+    /// The app's `GET /dapr/subscribe` or `ListTopicSubscriptions`.
+    Programmatic,
+}
+
+impl SubscriptionKind {
+    /// daprd's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Declarative => "DECLARATIVE",
+            Self::Programmatic => "PROGRAMMATIC",
+        }
+    }
+}
+
 /// One consumer to run.
 pub(super) struct Plan {
+    pub kind: SubscriptionKind,
     pub pubsub: Arc<PubSubComponent>,
     pub topic: String,
     pub routes: Routes,
@@ -124,6 +146,7 @@ pub(super) fn build(app_id: &str, pubsubs: &PubSubs, specs: Vec<Spec>) -> Vec<Pl
             .and_then(|v| v.parse::<usize>().ok())
             .unwrap_or(0);
         out.push(Plan {
+            kind: spec.kind,
             pubsub: component.clone(),
             topic: spec.topic,
             routes,

@@ -147,6 +147,7 @@ fn to_spec((index, sub): (usize, TopicSubscription)) -> Option<Spec> {
     let routes = sub.routes.unwrap_or_default();
     Some(Spec {
         origin: format!("ListTopicSubscriptions item {index}"),
+        kind: crate::pubsub::subscriber::plan::SubscriptionKind::Programmatic,
         pubsub_name: sub.pubsub_name,
         topic: sub.topic,
         rules: routes
