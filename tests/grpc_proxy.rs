@@ -566,3 +566,60 @@ async fn many_calls_share_one_connection() {
         assert_eq!(res.get_ref().text, format!("call-{i}"));
     }
 }
+
+const ONLY_CALLER: &str = r#"apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata:
+  name: only-caller
+spec:
+  accessControl:
+    defaultAction: deny
+    trustDomain: public
+    policies:
+    - appId: caller
+      defaultAction: allow
+      trustDomain: public
+      namespace: default
+"#;
+
+/// With mTLS on, a proxied call travels over TLS between the sidecars (the callee's internal
+/// port accepts nothing else), the callee takes the caller's identity from its certificate, and
+/// access control decides as for invocation.
+#[tokio::test]
+async fn proxied_calls_use_mtls_and_access_control() {
+    let m = support::ca::MtlsMesh::new(Duration::from_secs(3600)).await;
+    let (port, seen) = start_app().await;
+    let config = m.mesh.dir.path().join("only-caller.yaml");
+    std::fs::write(&config, ONLY_CALLER).unwrap();
+    let config = config.display().to_string();
+    let callee = m
+        .sidecar(
+            "callee",
+            Some(port),
+            &["--app-protocol", "h2c", "--config", &config],
+        )
+        .await;
+    let caller = m.sidecar("caller", None, &[]).await;
+    let other = m.sidecar("other", None, &[]).await;
+    for sidecar in [&callee, &caller, &other] {
+        support::ready(sidecar).await;
+    }
+
+    let res = client(&caller)
+        .unary(to("callee", text("over mtls")))
+        .await
+        .expect("proxied over mTLS");
+    assert_eq!(res.get_ref().text, "over mtls");
+    assert_eq!(seen.last().get("dapr-caller-app-id").unwrap(), "caller");
+
+    let err = client(&other)
+        .unary(to("callee", text("not for you")))
+        .await
+        .expect_err("denied by access control");
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(
+        err.message()
+            .starts_with("access control policy has denied access to appid: other"),
+        "{err:?}"
+    );
+}

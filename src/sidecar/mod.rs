@@ -303,7 +303,10 @@ impl Sidecar {
             .map(TcpListener::local_addr)
             .collect::<Result<Vec<_>, _>>()?;
         // Proxied gRPC calls (any other service) leave through one pooled client.
-        let upstream = Arc::new(Upstream::new());
+        let upstream = Arc::new(match &identity {
+            Some(identity) => Upstream::with_identity(identity.clone()),
+            None => Upstream::new(),
+        });
         let app_proxy = AppProxy::new(
             options
                 .app_port
@@ -311,6 +314,11 @@ impl Sidecar {
             options.app_api_token.as_deref(),
             upstream.clone(),
             metrics.clone(),
+        )
+        // Proxied calls are gRPC whatever the app's protocol: operations are gRPC methods.
+        .with_access_control(
+            Arc::new(AccessControl::new(&access_control, AppKind::Grpc)),
+            security_metrics.clone(),
         );
         // Services other than Dapr's own go to the peer named by `dapr-app-id` (gRPC proxying).
         let grpc_proxy = GrpcProxy::new(

@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -19,6 +20,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::{Instant, Sleep};
+
+use super::tls::{PeerId, TlsClients};
+use crate::identity::Identity;
 
 pub const GRPC_TIMEOUT: &str = "grpc-timeout";
 
@@ -59,9 +63,11 @@ impl ForwardError {
     }
 }
 
-/// HTTP/2 (h2c) client shared by every proxied call. mTLS will wrap its connector here.
+/// The HTTP/2 client shared by every proxied call: h2c to the local app and, without mTLS, to
+/// peers; with mTLS, peers are dialed over TLS and must prove the callee's identity.
 pub struct Upstream {
     client: Client<HttpConnector, Body>,
+    tls: Option<TlsClients>,
 }
 
 impl Default for Upstream {
@@ -76,22 +82,29 @@ impl Upstream {
         // Without it every small gRPC message waits on Nagle + delayed ACK (~1 ms per hop).
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let client = Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .http2_keep_alive_while_idle(true)
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .build(connector);
-        Self { client }
+        Self {
+            client: client_builder().build(connector),
+            tls: None,
+        }
+    }
+
+    /// Peers are reached over mTLS with this workload identity.
+    pub fn with_identity(identity: Arc<Identity>) -> Self {
+        Self {
+            tls: Some(TlsClients::new(identity)),
+            ..Self::new()
+        }
     }
 
     /// Sends `req` to `address` (`host:port`), keeping its path, metadata and streaming body.
+    /// `peer` names the sidecar expected there (`None` for the local app): with mTLS it must
+    /// prove that identity.
     /// The response body streams back with its trailers; dropping it resets the upstream
     /// stream, which is how a caller's cancellation reaches the callee.
     pub async fn forward(
         &self,
         address: &str,
+        peer: Option<&PeerId>,
         req: Request<Body>,
     ) -> Result<Response<ForwardBody>, ForwardError> {
         let deadline = deadline(req.headers());
@@ -107,7 +120,11 @@ impl Upstream {
             .build()
             .map_err(|_| ForwardError::Address(address.to_owned()))?;
         parts.version = Version::HTTP_2;
-        let sent = self.client.request(Request::from_parts(parts, body));
+        let req = Request::from_parts(parts, body);
+        let sent = match (&self.tls, peer) {
+            (Some(tls), Some(peer)) => tls.client(peer).request(req),
+            _ => self.client.request(req),
+        };
         let result = match deadline {
             Some(at) => tokio::time::timeout_at(at, sent)
                 .await
@@ -132,6 +149,18 @@ impl Upstream {
             deadline: deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),
         }))
     }
+}
+
+/// The settings every upstream client shares.
+pub(super) fn client_builder() -> hyper_util::client::legacy::Builder {
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .http2_only(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .http2_keep_alive_while_idle(true)
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new());
+    builder
 }
 
 /// When the call must be over, from its `grpc-timeout` (gRPC over HTTP/2: up to 8 digits and a

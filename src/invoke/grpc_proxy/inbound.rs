@@ -14,7 +14,10 @@ use super::forward::Upstream;
 use super::identity::{self, stamp_for_app};
 use super::observe::{observe, Report, Side};
 use super::status_response;
-use crate::telemetry::metrics::SidecarMetrics;
+use crate::acl::{self, AccessControl};
+use crate::identity::transport::PeerIdentity;
+use crate::invoke::headers::{CALLER_APP_ID, CALLER_NAMESPACE};
+use crate::telemetry::metrics::{SecurityMetrics, SidecarMetrics};
 
 /// The tower service the internal server falls back to for every service other than
 /// `ServiceInvocation`. Cloning is cheap.
@@ -26,6 +29,7 @@ pub struct AppProxy {
 struct AppSide {
     /// `host:port` of the app's gRPC server; `None` when the sidecar has no app.
     address: Option<String>,
+    access: Option<(Arc<AccessControl>, Arc<SecurityMetrics>)>,
     app_token: Option<HeaderValue>,
     upstream: Arc<Upstream>,
     metrics: Arc<SidecarMetrics>,
@@ -49,6 +53,7 @@ impl AppProxy {
         Self {
             inner: Arc::new(AppSide {
                 address,
+                access: None,
                 app_token,
                 upstream,
                 metrics,
@@ -56,9 +61,69 @@ impl AppProxy {
         }
     }
 
+    /// Checks every proxied call against `acl` before it reaches the app, as invocation does.
+    /// Call before the first clone.
+    pub fn with_access_control(
+        mut self,
+        acl: Arc<AccessControl>,
+        metrics: Arc<SecurityMetrics>,
+    ) -> Self {
+        if let Some(side) = Arc::get_mut(&mut self.inner) {
+            side.access = Some((acl, metrics));
+        }
+        self
+    }
+
+    /// Over mTLS the caller is who its certificate says, whatever the metadata claims; then
+    /// access control decides.
+    fn admit(&self, req: &mut Request<Body>) -> Result<(), tonic::Status> {
+        let caller = req
+            .extensions()
+            .get::<PeerIdentity>()
+            .and_then(|p| p.id.clone());
+        if let Some(id) = &caller {
+            for (name, value) in [
+                (CALLER_APP_ID, &id.app_id),
+                (CALLER_NAMESPACE, &id.namespace),
+            ] {
+                let value = HeaderValue::from_str(value)
+                    .map_err(|_| tonic::Status::invalid_argument("invalid caller identity"))?;
+                req.headers_mut().insert(name, value);
+            }
+        }
+        let Some((acl, metrics)) = &self.inner.access else {
+            return Ok(());
+        };
+        let operation = acl::normalize(req.uri().path().trim_start_matches('/'));
+        let decision = acl.check(caller.as_deref(), &operation, None);
+        let (app_id, trust_domain, namespace) = caller.as_deref().map_or(("", "", ""), |id| {
+            (
+                id.app_id.as_str(),
+                id.trust_domain.as_str(),
+                id.namespace.as_str(),
+            )
+        });
+        metrics.acl_decision(
+            decision.level,
+            decision.allowed,
+            app_id,
+            trust_domain,
+            namespace,
+        );
+        if decision.allowed {
+            return Ok(());
+        }
+        Err(tonic::Status::permission_denied(format!(
+            "access control policy has denied access to appid: {app_id} operation: {operation} verb: NONE"
+        )))
+    }
+
     /// Hands the call to the app; its answer streams back, trailers included.
     pub async fn deliver(&self, mut req: Request<Body>) -> Response<Body> {
         let side = &self.inner;
+        if let Err(status) = self.admit(&mut req) {
+            return status_response(status);
+        }
         stamp_for_app(req.headers_mut(), side.app_token.as_ref());
         let caller = identity::caller(req.headers()).to_owned();
         side.metrics.invocation_request_received(&caller);
@@ -72,7 +137,7 @@ impl AppProxy {
             report.send(status.code());
             return status_response(status);
         };
-        match side.upstream.forward(address, req).await {
+        match side.upstream.forward(address, None, req).await {
             Ok(response) => observe(response, report),
             Err(err) => {
                 tracing::debug!(%err, "proxied call did not reach the app");

@@ -9,6 +9,7 @@ mod identity;
 mod inbound;
 mod observe;
 mod outbound;
+mod tls;
 
 pub use forward::{ForwardError, Upstream};
 pub use inbound::AppProxy;

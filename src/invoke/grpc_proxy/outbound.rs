@@ -15,6 +15,7 @@ use super::identity::{self, stamp_caller};
 use super::inbound::AppProxy;
 use super::observe::{observe, Report, Side};
 use super::status_response;
+use super::tls::PeerId;
 use crate::invoke::Invoker;
 use crate::telemetry::metrics::{InvocationKind, SidecarMetrics};
 
@@ -78,7 +79,15 @@ impl GrpcProxy {
                 return status_response(status);
             }
         };
-        match side.upstream.forward(&address, req).await {
+        let peer = PeerId {
+            namespace: if target.namespace.is_empty() {
+                me.namespace.clone()
+            } else {
+                target.namespace.clone()
+            },
+            app_id: target.app_id.clone(),
+        };
+        match side.upstream.forward(&address, Some(&peer), req).await {
             Ok(response) => observe(response, report),
             Err(err) => {
                 if err.is_connect() {
