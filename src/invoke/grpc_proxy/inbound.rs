@@ -26,6 +26,7 @@ pub struct AppProxy {
     inner: Arc<AppSide>,
 }
 
+#[derive(Clone)]
 struct AppSide {
     /// `host:port` of the app's gRPC server; `None` when the sidecar has no app.
     address: Option<String>,
@@ -62,15 +63,13 @@ impl AppProxy {
     }
 
     /// Checks every proxied call against `acl` before it reaches the app, as invocation does.
-    /// Call before the first clone.
     pub fn with_access_control(
         mut self,
         acl: Arc<AccessControl>,
         metrics: Arc<SecurityMetrics>,
     ) -> Self {
-        if let Some(side) = Arc::get_mut(&mut self.inner) {
-            side.access = Some((acl, metrics));
-        }
+        // Copies the settings if this proxy was already cloned, so the policy is never lost.
+        Arc::make_mut(&mut self.inner).access = Some((acl, metrics));
         self
     }
 
