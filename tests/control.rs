@@ -551,3 +551,126 @@ async fn binary_serves_and_answers_readiness() {
     sign(&mut ca, req).await.expect("signed by the binary");
     child.kill().await.unwrap();
 }
+
+/// Runs `openssl` with `args` in `dir` (the Debian `openssl` package; .ci/run installs it).
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the openssl command");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA brought by the operator, made with OpenSSL as Dapr's docs make one: EC keys in SEC1
+/// (`EC PRIVATE KEY`) PEM, a root and an issuer in `ca.crt` / `issuer.crt` / `issuer.key`.
+#[tokio::test]
+async fn an_operator_ca_with_sec1_ec_keys_is_loaded_and_signs() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    std::fs::write(
+        work.join("ext.cnf"),
+        "[req]\ndistinguished_name=dn\n[dn]\n\
+         [root]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n\
+         [issuer]\nbasicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n",
+    )
+    .unwrap();
+    let genkey = |out| {
+        [
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            out,
+        ]
+    };
+    openssl(work, &genkey("root.key"));
+    openssl(
+        work,
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "root.key",
+            "-subj",
+            "/O=operator/CN=root",
+            "-days",
+            "2",
+            "-config",
+            "ext.cnf",
+            "-extensions",
+            "root",
+            "-out",
+            "ca.crt",
+        ],
+    );
+    openssl(work, &genkey("issuer.key"));
+    openssl(
+        work,
+        &[
+            "req",
+            "-new",
+            "-key",
+            "issuer.key",
+            "-subj",
+            "/O=operator/CN=issuer",
+            "-config",
+            "ext.cnf",
+            "-out",
+            "issuer.csr",
+        ],
+    );
+    openssl(
+        work,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "issuer.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "root.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "ext.cnf",
+            "-extensions",
+            "issuer",
+            "-out",
+            "issuer.crt",
+        ],
+    );
+    let key = std::fs::read_to_string(work.join("issuer.key")).unwrap();
+    assert!(key.contains("BEGIN EC PRIVATE KEY"), "{key}");
+    let ca_dir = work.join("ca");
+    std::fs::create_dir(&ca_dir).unwrap();
+    for file in ["ca.crt", "issuer.crt", "issuer.key"] {
+        std::fs::copy(work.join(file), ca_dir.join(file)).unwrap();
+    }
+
+    let control = start(&ca_dir, &[]).await;
+    let roots = bundle(&ca_dir);
+    assert_eq!(
+        roots,
+        std::fs::read(work.join("ca.crt")).unwrap(),
+        "the operator's root is used as it is, not replaced"
+    );
+    let mut ca = client(&control, &roots).await;
+    let res = sign(
+        &mut ca,
+        request("orders", "default", csr(&rcgen::PKCS_ECDSA_P256_SHA256)),
+    )
+    .await
+    .expect("signed by the operator's issuer");
+    assert!(chains_to(&certs(&res.workload_certificate), &certs(&roots)));
+    control.shutdown().await;
+}

@@ -219,12 +219,19 @@ async fn pair() -> Pair {
 }
 
 async fn pair_with_app_token(token: Option<&str>) -> Pair {
+    pair_with(token, &[]).await
+}
+
+/// `extra` flags go to both sidecars.
+async fn pair_with(token: Option<&str>, extra: &[&str]) -> Pair {
     let mesh = Mesh::new();
     let (port, seen) = start_app().await;
-    let mut options = mesh.options("callee", Some(port), &["--app-protocol", "h2c"]);
+    let mut flags = vec!["--app-protocol", "h2c"];
+    flags.extend_from_slice(extra);
+    let mut options = mesh.options("callee", Some(port), &flags);
     options.app_api_token = token.map(str::to_owned);
     let callee = Sidecar::start(options).await.expect("callee starts");
-    let caller = mesh.sidecar("caller", None, &[]).await;
+    let caller = mesh.sidecar("caller", None, extra).await;
     Pair {
         _mesh: mesh,
         caller,
@@ -410,7 +417,8 @@ async fn bidi_streaming_interleaves() {
 
 #[tokio::test]
 async fn large_streamed_messages_pass_both_ways() {
-    let p = pair().await;
+    // Over daprd's default 4 MiB message limit, so both sidecars are given more.
+    let p = pair_with(None, &["--max-body-size", "16Mi"]).await;
     let big: Bytes = (0..(5 << 20) + 7)
         .map(|i: u32| (i % 251) as u8)
         .collect::<Vec<u8>>()
@@ -435,6 +443,74 @@ async fn large_streamed_messages_pass_both_ways() {
     assert_eq!(answer.text, "echo:big");
     assert_eq!(answer.data.len(), big.len());
     assert!(answer.data == big, "payload changed in transit");
+}
+
+/// daprd bounds every message of a proxied call by `--max-body-size` (4 MiB by default), in
+/// both directions, with grpc-go's RESOURCE_EXHAUSTED.
+#[tokio::test]
+async fn messages_over_max_body_size_are_refused_both_ways() {
+    let p = pair().await;
+    let limit = 4 << 20;
+
+    // A request message over the limit never reaches the app.
+    let err = client(&p.caller)
+        .unary(to(
+            "callee",
+            Msg {
+                text: "too-big".into(),
+                data: Bytes::from(vec![1u8; limit]),
+                ..Msg::default()
+            },
+        ))
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(
+        err.message()
+            .starts_with("grpc: received message larger than max ("),
+        "{err:?}"
+    );
+    assert!(
+        p.seen.metadata.lock().unwrap().is_none(),
+        "the oversized call reached the app"
+    );
+
+    // On a stream, messages within the limit pass; an answer over it ends the call. The
+    // request below is exactly 4 MiB encoded (allowed); the app's echo adds five bytes.
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let mut answers = client(&p.caller)
+        .chat(to(
+            "callee",
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        ))
+        .await
+        .expect("bidi")
+        .into_inner();
+    tx.send(text("small")).await.unwrap();
+    let answer = answers.message().await.unwrap().expect("an answer");
+    assert_eq!(answer.text, "echo:small");
+    tx.send(Msg {
+        text: "x".into(),
+        data: Bytes::from(vec![2u8; limit - 8]),
+        ..Msg::default()
+    })
+    .await
+    .unwrap();
+    let err = answers.message().await.expect_err("the answer is refused");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(
+        err.message()
+            .contains(&format!("({} vs. {limit})", limit + 5)),
+        "{err:?}"
+    );
+
+    // The connection is still good for the next call.
+    let answer = client(&p.caller)
+        .unary(to("callee", text("after")))
+        .await
+        .expect("a call within the limit")
+        .into_inner();
+    assert_eq!(answer.text, "after");
 }
 
 #[tokio::test]

@@ -24,6 +24,8 @@ pub enum Target {
     Http(HttpTarget),
     Redis(RedisTarget),
     Grpc(crate::grpc::GrpcTarget),
+    /// One new connection per request (the mTLS handshake rows).
+    Connect(crate::mtls::ConnectTarget),
 }
 
 /// HTTP requests. Request `n` goes to `paths[n % paths.len()]` with `bodies[n % bodies.len()]`:
@@ -81,6 +83,7 @@ pub enum Client {
     Http(HttpPool),
     Redis(RedisClient),
     Grpc(crate::grpc::GrpcClient),
+    Connect(crate::mtls::ConnectClient),
 }
 
 impl Client {
@@ -90,6 +93,7 @@ impl Client {
             Target::Http(t) => Self::Http(HttpPool::open(t, connections).await?),
             Target::Redis(t) => Self::Redis(RedisClient::open(t).await?),
             Target::Grpc(t) => Self::Grpc(crate::grpc::GrpcClient::open(t).await?),
+            Target::Connect(t) => Self::Connect(crate::mtls::ConnectClient::open(t)?),
         }))
     }
 
@@ -98,6 +102,7 @@ impl Client {
             Self::Http(pool) => pool.request(n).await,
             Self::Redis(client) => client.request(n).await,
             Self::Grpc(client) => client.request().await,
+            Self::Connect(client) => client.request().await,
         }
     }
 
@@ -117,7 +122,7 @@ impl Client {
                 pool.waits.load(Ordering::Relaxed),
                 pool.reconnects.load(Ordering::Relaxed),
             ),
-            Self::Redis(_) | Self::Grpc(_) => (0, 0),
+            Self::Redis(_) | Self::Grpc(_) | Self::Connect(_) => (0, 0),
         }
     }
 }

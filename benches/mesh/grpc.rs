@@ -171,7 +171,11 @@ impl GrpcBench {
 
     /// A quick (CI) run measures them at 1,000 rps only, to stay short.
     pub fn scenarios(&self, caller: &Sidecar, quick: bool) -> Vec<Scenario> {
-        let only_phase = quick.then_some(crate::targets::RATE_1K);
+        let only_phases: &'static [&'static str] = if quick {
+            &[crate::targets::RATE_1K]
+        } else {
+            &[]
+        };
         vec![
             Scenario {
                 name: DIRECT,
@@ -180,7 +184,7 @@ impl GrpcBench {
                     app_id: None,
                 }),
                 proxy_pids: vec![],
-                only_phase,
+                only_phases,
             },
             Scenario {
                 name: TWO_HOP,
@@ -189,7 +193,7 @@ impl GrpcBench {
                     app_id: Some(CALLEE.to_owned()),
                 }),
                 proxy_pids: vec![caller.pid(), self.callee.pid()],
-                only_phase,
+                only_phases,
             },
         ]
     }

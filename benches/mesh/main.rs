@@ -16,6 +16,7 @@ mod environment;
 mod grpc;
 mod load;
 mod markdown;
+mod mtls;
 mod nginx;
 mod procs;
 mod pubsub;
@@ -67,8 +68,9 @@ struct Scenario {
     name: &'static str,
     target: Target,
     proxy_pids: Vec<u32>,
-    /// Runs only in this phase (the state rows: issue 4 asks for 1,000 rps only).
-    only_phase: Option<&'static str>,
+    /// Runs only in these phases (the state rows: issue 4 asks for 1,000 rps only); empty: in
+    /// every phase.
+    only_phases: &'static [&'static str],
 }
 
 fn run(args: &Args, dir: &Path) -> anyhow::Result<()> {
@@ -161,7 +163,7 @@ fn run(args: &Args, dir: &Path) -> anyhow::Result<()> {
         name,
         target,
         proxy_pids,
-        only_phase: None,
+        only_phases: &[],
     };
     let mut scenarios = vec![every_phase("direct", echo(app, "/echo"), vec![])];
     if let Some(n) = &nginx {
@@ -193,14 +195,23 @@ fn run(args: &Args, dir: &Path) -> anyhow::Result<()> {
     if let Some(g) = &grpc_bench {
         scenarios.extend(g.scenarios(alpha, args.quick));
     }
-    scenarios.retain(|s| args.runs(s.name));
-
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("load-client")
         .enable_all()
         .build()
         .context("building the client runtime")?;
+    let mut mtls_bench = if mtls::ALL.iter().any(|s| args.runs(s)) {
+        log("starting outrigger-control and two sidecars with mTLS");
+        Some(mtls::MtlsBench::start(&rt, &bin, &config, dir, app)?)
+    } else {
+        None
+    };
+    if let Some(m) = &mtls_bench {
+        scenarios.extend(m.scenarios(beta, args.quick));
+    }
+    scenarios.retain(|s| args.runs(s.name));
+
     if let Some(state) = &state {
         log("saving every state key once through solo");
         state.prefill(&rt, solo)?;
@@ -209,7 +220,7 @@ fn run(args: &Args, dir: &Path) -> anyhow::Result<()> {
     for phase in &settings.phases {
         for sc in scenarios
             .iter()
-            .filter(|s| s.only_phase.is_none_or(|p| p == phase.key))
+            .filter(|s| s.only_phases.is_empty() || s.only_phases.contains(&phase.key.as_str()))
         {
             let row = measure(&rt, sc, phase, &settings, hz)?;
             log(&format!(
@@ -231,6 +242,11 @@ fn run(args: &Args, dir: &Path) -> anyhow::Result<()> {
             if let Some(s) = grpc_bench.as_mut().map(|g| &mut g.callee) {
                 if let Some(status) = s.guard.exited() {
                     bail!("sidecar {} exited during the run ({status})", s.app_id);
+                }
+            }
+            for guard in mtls_bench.iter_mut().flat_map(mtls::MtlsBench::guards) {
+                if let Some(status) = guard.exited() {
+                    bail!("{} exited during the run ({status})", guard.name);
                 }
             }
             settle(&scenarios);
@@ -384,6 +400,9 @@ fn print_logs(dir: &Path) {
         "alpha.log",
         "beta.log",
         "grpc-callee.log",
+        "control.log",
+        "alpha-mtls.log",
+        "beta-mtls.log",
         "nginx/error.log",
         "ps-pub.log",
         "ps-sub.log",

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use crate::results::{Phase, Results, Row};
 use crate::targets::{self, added};
-use crate::{pubsub, state};
+use crate::{mtls, pubsub, state};
 
 const LATENCY_HEAD: &str = "| scenario | p50 | p90 | p99 | p99.9 | max | achieved rps | errors | pool waits | proxy CPU s / 1k req |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
 const ADDED_HEAD: &str = "| scenario | +p50 | +p90 | +p99 | +p99.9 | ×nginx p50 | ×nginx p90 | ×nginx p99 | ×nginx p99.9 |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|\n";
@@ -73,6 +73,7 @@ pub fn render(r: &Results) -> String {
         phase_section(&mut md, r, phase);
     }
     state_section(&mut md, r);
+    connection_section(&mut md, r);
     pubsub_section(&mut md, r);
     resources(&mut md, r);
     md.push_str("\n## Targets (issue 3; reported, not enforced)\n\n| target | measured | met |\n|---|---|---|\n");
@@ -108,7 +109,10 @@ fn phase_section(md: &mut String, r: &Results, phase: &Phase) {
         .rows
         .iter()
         .filter(|x| {
-            x.phase == phase.key && !state::is_state(&x.scenario) && !pubsub::is_pubsub(&x.scenario)
+            x.phase == phase.key
+                && !state::is_state(&x.scenario)
+                && !pubsub::is_pubsub(&x.scenario)
+                && !mtls::is_connection(&x.scenario)
         })
         .collect();
     latency_rows(md, &rows);
@@ -155,6 +159,25 @@ fn phase_section(md: &mut String, r: &Results, phase: &Phase) {
             md.push_str(&parts.join(", "));
             md.push('\n');
         }
+    }
+}
+
+/// A latency table with the phase in its first column.
+fn latency_rows_by_phase(md: &mut String, r: &Results, rows: &[&Row]) {
+    md.push_str(
+        &LATENCY_HEAD
+            .replacen("| scenario", "| phase | scenario", 1)
+            .replacen("|---|", "|---|---|", 1),
+    );
+    for row in rows {
+        let title = r
+            .phases
+            .iter()
+            .find(|p| p.key == row.phase)
+            .map_or(row.phase.as_str(), |p| p.title.as_str());
+        let mut line = String::new();
+        latency_rows(&mut line, &[row]);
+        let _ = write!(md, "| {title} {line}");
     }
 }
 
@@ -210,6 +233,25 @@ fn state_section(md: &mut String, r: &Results) {
     }
 }
 
+/// Issue 7: what a new connection to a sidecar's internal port costs, plain and with mTLS.
+fn connection_section(md: &mut String, r: &Results) {
+    let rows: Vec<&Row> = r
+        .rows
+        .iter()
+        .filter(|x| mtls::is_connection(&x.scenario))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    md.push_str("
+## New connections to a sidecar's internal port (mTLS handshakes)
+
+One request = connect, handshake, and wait for the sidecar's first HTTP/2 bytes (so over TLS the sidecar has also accepted the client's certificate), then close. `connect-tcp`: the plaintext sidecar `beta`. `handshake-mtls-full`: a full mutual TLS 1.3 handshake with `beta-mtls` (ECDSA P-256 workload certificates from `outrigger-control`, both chains and SPIFFE IDs verified). `handshake-mtls`: the client configuration sidecars use for peers, which resumes TLS sessions. In the max-throughput phase, achieved rps is new connections per second; proxy CPU is the accepting sidecar's, per 1,000 connections.
+
+");
+    latency_rows_by_phase(md, r, &rows);
+}
+
 /// Issue 5: publish through a sidecar and delivery to an app, next to raw Redis Streams.
 fn pubsub_section(md: &mut String, r: &Results) {
     let rows: Vec<&Row> = r
@@ -221,21 +263,7 @@ fn pubsub_section(md: &mut String, r: &Results) {
         return;
     }
     md.push_str("\n## Pub/sub (through Redis Streams)\n\n`pubsub-redis`: `POST /v1.0/publish/pubsub/bench` on the publisher sidecar (`ps-pub`), `pubsub.redis` on a `redis-server` of the harness's own, the subscriber sidecar (`ps-sub`) delivering each CloudEvent to an app in the harness. `pubsub-raw-redis`: the same messages as raw `XADD` on one multiplexed connection and an `XREADGROUP ... COUNT 100 BLOCK` + `XACK` loop in the harness. Open loop; proxy CPU is both sidecars'.\n\nPublish (until the publish call returns):\n\n");
-    md.push_str(
-        &LATENCY_HEAD
-            .replacen("| scenario", "| phase | scenario", 1)
-            .replacen("|---|", "|---|---|", 1),
-    );
-    for row in &rows {
-        let title = r
-            .phases
-            .iter()
-            .find(|p| p.key == row.phase)
-            .map_or(row.phase.as_str(), |p| p.title.as_str());
-        let mut line = String::new();
-        latency_rows(&mut line, &[row]);
-        let _ = write!(md, "| {title} {line}");
-    }
+    latency_rows_by_phase(md, r, &rows);
     md.push_str("\nPublish to handler (from each message's scheduled send time until the handler sees it):\n\n| phase | scenario | p50 | p90 | p99 | p99.9 | max | published | delivered | duplicates | drain (ms) |\n|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
     for d in &r.pubsub_delivery {
         let title = r

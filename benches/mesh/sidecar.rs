@@ -14,13 +14,17 @@ use crate::procs::{self, Guard};
 const START_DEADLINE: Duration = Duration::from_secs(20);
 
 /// Environment variables the sidecar reads that must not leak in from the caller's shell.
-const SCRUBBED_ENV: [&str; 6] = [
+pub const SCRUBBED_ENV: [&str; 10] = [
     "DAPR_HOST_IP",
     "DAPR_API_TOKEN",
     "APP_API_TOKEN",
     "NAMESPACE",
     "POD_NAME",
     "DAPR_CONTROLPLANE_NAMESPACE",
+    "DAPR_TRUST_ANCHORS",
+    "DAPR_SENTRY_TOKEN_FILE",
+    "SENTRY_LOCAL_IDENTITY",
+    "DAPR_CONTROLPLANE_TRUST_DOMAIN",
 ];
 
 pub struct Sidecar {
@@ -30,6 +34,8 @@ pub struct Sidecar {
     pub http: SocketAddr,
     /// The gRPC API port (gRPC proxying).
     pub grpc: SocketAddr,
+    /// The internal port peers dial (mTLS when the sidecar has an identity).
+    pub internal: SocketAddr,
     /// From spawn to `/v1.0/healthz/outbound` answering 204.
     pub ready_in: Duration,
 }
@@ -79,6 +85,21 @@ pub fn start(
     app_id: &str,
     app: SocketAddr,
 ) -> anyhow::Result<Sidecar> {
+    let extra: Vec<String> = resources
+        .map(|r| vec!["--resources-path".to_owned(), r.display().to_string()])
+        .unwrap_or_default();
+    start_with(bin, config, dir, app_id, app, &extra)
+}
+
+/// [`start`] with `extra` flags appended (the mTLS sidecars).
+pub fn start_with(
+    bin: &Path,
+    config: &Path,
+    dir: &Path,
+    app_id: &str,
+    app: SocketAddr,
+    extra: &[String],
+) -> anyhow::Result<Sidecar> {
     let [http, grpc, internal, metrics] = procs::free_ports()?;
     let log_path = dir.join(format!("{app_id}.log"));
     let log = std::fs::File::create(&log_path).context("creating the sidecar log")?;
@@ -93,9 +114,7 @@ pub fn start(
         .arg("--config")
         .arg(config)
         .args(["--log-level", "warn"]);
-    if let Some(resources) = resources {
-        cmd.arg("--resources-path").arg(resources);
-    }
+    cmd.args(extra);
     cmd.stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
@@ -132,6 +151,7 @@ pub fn start(
         app_id: app_id.to_owned(),
         http: addr,
         grpc: SocketAddr::from(([127, 0, 0, 1], grpc)),
+        internal: SocketAddr::from(([127, 0, 0, 1], internal)),
         ready_in,
     })
 }

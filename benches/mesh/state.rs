@@ -122,7 +122,7 @@ impl StateBench {
             name,
             target,
             proxy_pids,
-            only_phase: Some(RATE_1K),
+            only_phases: &[RATE_1K],
         };
         Ok(vec![
             row(PAIRS[0].0, save, vec![solo.pid()]),

@@ -304,8 +304,8 @@ impl Sidecar {
             .collect::<Result<Vec<_>, _>>()?;
         // Proxied gRPC calls (any other service) leave through one pooled client.
         let upstream = Arc::new(match &identity {
-            Some(identity) => Upstream::with_identity(identity.clone()),
-            None => Upstream::new(),
+            Some(identity) => Upstream::with_identity(identity.clone(), max_body),
+            None => Upstream::new(max_body),
         });
         let app_proxy = AppProxy::new(
             options

@@ -21,7 +21,7 @@ pub enum MaterialError {
     #[error("{file}: certificate {subject:?} is not a CA")]
     NotCa { file: &'static str, subject: String },
     #[error("issuer key: {0}")]
-    Key(rcgen::Error),
+    Key(#[from] super::KeyError),
     #[error("the issuer key does not belong to the issuer certificate")]
     KeyMismatch,
     #[error("the issuer certificate is not signed by any root in the trust bundle")]
@@ -133,14 +133,15 @@ impl CaMaterial {
             file: super::ISSUER_KEY_FILE,
             reason: "not UTF-8".to_owned(),
         })?;
-        let key = KeyPair::from_pem(key_pem).map_err(MaterialError::Key)?;
+        let key = super::key::from_pem(key_pem)?;
         if key.subject_public_key_info() != issuer_cert.public_key().raw {
             return Err(MaterialError::KeyMismatch);
         }
         Self::check_chain(&roots, &issuer_chain)?;
 
         let issuer_not_after = not_after(&issuer_cert);
-        let issuer = Issuer::from_ca_cert_der(issuer_der, key).map_err(MaterialError::Key)?;
+        let issuer =
+            Issuer::from_ca_cert_der(issuer_der, key).map_err(|e| MaterialError::Key(e.into()))?;
         let roots_pem = roots.iter().map(|d| Bytes::from(to_pem(d))).collect();
         let issuer_chain_pem: String = issuer_chain.iter().map(|d| to_pem(d)).collect();
         Ok(Self {

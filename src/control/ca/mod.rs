@@ -7,6 +7,7 @@
 
 mod files;
 mod generate;
+mod key;
 mod material;
 mod rotate;
 mod sign;
@@ -17,6 +18,7 @@ pub use files::{
     NEXT_ISSUER_KEY_FILE,
 };
 pub use generate::{GenerateError, ROOT_TTL};
+pub use key::KeyError;
 pub use material::{CaMaterial, MaterialError};
 pub use rotate::{RotateError, RotationReport, RotationStep};
 pub use sign::{

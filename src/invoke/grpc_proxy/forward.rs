@@ -21,6 +21,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::{Instant, Sleep};
 
+use super::limit::{LimitedBody, MessageScanner, TooLarge, Trip};
 use super::tls::{PeerId, TlsClients};
 use crate::identity::Identity;
 
@@ -43,6 +44,8 @@ pub enum ForwardError {
     },
     #[error("context deadline exceeded")]
     Deadline,
+    #[error(transparent)]
+    TooLarge(TooLarge),
 }
 
 impl ForwardError {
@@ -54,6 +57,7 @@ impl ForwardError {
                 tonic::Status::unavailable(self.to_string())
             }
             Self::Deadline => tonic::Status::deadline_exceeded(self.to_string()),
+            Self::TooLarge(refused) => refused.status(),
         }
     }
 
@@ -66,18 +70,14 @@ impl ForwardError {
 /// The HTTP/2 client shared by every proxied call: h2c to the local app and, without mTLS, to
 /// peers; with mTLS, peers are dialed over TLS and must prove the callee's identity.
 pub struct Upstream {
-    client: Client<HttpConnector, Body>,
+    client: Client<HttpConnector, LimitedBody>,
     tls: Option<TlsClients>,
-}
-
-impl Default for Upstream {
-    fn default() -> Self {
-        Self::new()
-    }
+    /// `--max-body-size`: the largest message of a proxied call, either way.
+    max_message: u64,
 }
 
 impl Upstream {
-    pub fn new() -> Self {
+    pub fn new(max_message: u64) -> Self {
         let mut connector = HttpConnector::new();
         // Without it every small gRPC message waits on Nagle + delayed ACK (~1 ms per hop).
         connector.set_nodelay(true);
@@ -85,14 +85,15 @@ impl Upstream {
         Self {
             client: client_builder().build(connector),
             tls: None,
+            max_message,
         }
     }
 
     /// Peers are reached over mTLS with this workload identity.
-    pub fn with_identity(identity: Arc<Identity>) -> Self {
+    pub fn with_identity(identity: Arc<Identity>, max_message: u64) -> Self {
         Self {
             tls: Some(TlsClients::new(identity)),
-            ..Self::new()
+            ..Self::new(max_message)
         }
     }
 
@@ -120,19 +121,31 @@ impl Upstream {
             .build()
             .map_err(|_| ForwardError::Address(address.to_owned()))?;
         parts.version = Version::HTTP_2;
+        let trip = Arc::new(Trip::default());
+        let body = LimitedBody::new(body, self.max_message, trip.clone());
         let req = Request::from_parts(parts, body);
         let sent = match (&self.tls, peer) {
             (Some(tls), Some(peer)) => tls.client(peer).request(req),
             _ => self.client.request(req),
+        };
+        // A refused request message ends the wait at once, whether or not the upstream noticed.
+        let sent = async {
+            tokio::select! {
+                result = sent => Ok(result),
+                refused = std::future::poll_fn(|cx| trip.poll_refused(cx)) => Err(refused),
+            }
         };
         let result = match deadline {
             Some(at) => tokio::time::timeout_at(at, sent)
                 .await
                 .map_err(|_| ForwardError::Deadline)?,
             None => sent.await,
-        };
+        }
+        .map_err(ForwardError::TooLarge)?;
         let response = result.map_err(|source| {
-            if source.is_connect() {
+            if let Some(refused) = trip.get() {
+                ForwardError::TooLarge(refused)
+            } else if source.is_connect() {
                 ForwardError::Connect {
                     address: address.to_owned(),
                     source,
@@ -147,6 +160,8 @@ impl Upstream {
         Ok(response.map(|body| ForwardBody {
             inner: Some(body),
             deadline: deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),
+            scanner: MessageScanner::new(self.max_message),
+            trip,
         }))
     }
 }
@@ -190,11 +205,25 @@ pub fn parse_timeout(value: &HeaderValue) -> Option<Duration> {
     })
 }
 
-/// The upstream's response body, cut short with a `DEADLINE_EXCEEDED` trailer when the call's
-/// deadline passes mid-stream (dropping the inner body resets the upstream stream).
+/// The upstream's response body, cut short with a status trailer (dropping the inner body resets
+/// the upstream stream) when the call's deadline passes mid-stream (`DEADLINE_EXCEEDED`) or a
+/// message either way is over the limit (`RESOURCE_EXHAUSTED`).
 pub struct ForwardBody {
     inner: Option<Incoming>,
     deadline: Option<Pin<Box<Sleep>>>,
+    scanner: MessageScanner,
+    trip: Arc<Trip>,
+}
+
+impl ForwardBody {
+    /// Ends the response with `status` in its trailers.
+    fn cut(&mut self, status: &tonic::Status) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        self.inner = None;
+        let mut trailers = HeaderMap::new();
+        // Status headers are always valid ASCII; a failure only loses the message.
+        let _ = status.add_header(&mut trailers);
+        Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+    }
 }
 
 impl HttpBody for ForwardBody {
@@ -209,20 +238,31 @@ impl HttpBody for ForwardBody {
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
-        if let Poll::Ready(frame) = Pin::new(inner).poll_frame(cx) {
-            if frame.is_none() {
-                this.inner = None;
+        if let Poll::Ready(refused) = this.trip.poll_refused(cx) {
+            return this.cut(&refused.status());
+        }
+        match Pin::new(inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(Err(refused)) = frame.data_ref().map(|d| this.scanner.scan(d)) {
+                    return this.cut(&refused.status());
+                }
+                return Poll::Ready(Some(Ok(frame)));
             }
-            return Poll::Ready(frame);
+            Poll::Ready(Some(Err(err))) => {
+                if let Some(refused) = this.trip.get() {
+                    return this.cut(&refused.status());
+                }
+                return Poll::Ready(Some(Err(err)));
+            }
+            Poll::Ready(None) => {
+                this.inner = None;
+                return Poll::Ready(None);
+            }
+            Poll::Pending => {}
         }
         if let Some(sleep) = this.deadline.as_mut() {
             if sleep.as_mut().poll(cx).is_ready() {
-                this.inner = None;
-                let status = ForwardError::Deadline.status();
-                let mut trailers = HeaderMap::new();
-                // Status headers are always valid ASCII; a failure only loses the message.
-                let _ = status.add_header(&mut trailers);
-                return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                return this.cut(&ForwardError::Deadline.status());
             }
         }
         Poll::Pending

@@ -7,6 +7,7 @@
 mod forward;
 mod identity;
 mod inbound;
+mod limit;
 mod observe;
 mod outbound;
 mod tls;

@@ -9,7 +9,6 @@ use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 
-use axum::body::Body;
 use http::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
@@ -17,6 +16,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tower::Service;
 
+use super::limit::LimitedBody;
 use crate::identity::transport::TlsConnect;
 use crate::identity::Identity;
 
@@ -31,7 +31,7 @@ pub struct PeerId {
 /// the identity it verified.
 pub(super) struct TlsClients {
     identity: Arc<Identity>,
-    clients: RwLock<HashMap<PeerId, Client<TlsConnector, Body>>>,
+    clients: RwLock<HashMap<PeerId, Client<TlsConnector, LimitedBody>>>,
 }
 
 impl TlsClients {
@@ -42,7 +42,7 @@ impl TlsClients {
         }
     }
 
-    pub(super) fn client(&self, peer: &PeerId) -> Client<TlsConnector, Body> {
+    pub(super) fn client(&self, peer: &PeerId) -> Client<TlsConnector, LimitedBody> {
         if let Some(client) = self
             .clients
             .read()
