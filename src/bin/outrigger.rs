@@ -7,6 +7,9 @@ use anyhow::Context as _;
 use outrigger::lifecycle::StopKind;
 use outrigger::sidecar::{Options, Sidecar};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let options = match Options::parse_daprd(std::env::args_os()) {
         Ok(o) => o,
