@@ -240,6 +240,21 @@ async fn pair_with(token: Option<&str>, extra: &[&str]) -> Pair {
     }
 }
 
+/// A bidi `Chat` call from the caller sidecar to the callee app: the sender of its questions
+/// (`depth` may wait unsent) and the stream of its answers.
+async fn open_chat(p: &Pair, depth: usize) -> (tokio::sync::mpsc::Sender<Msg>, Streaming<Msg>) {
+    let (tx, rx) = tokio::sync::mpsc::channel(depth);
+    let answers = client(&p.caller)
+        .chat(to(
+            "callee",
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        ))
+        .await
+        .expect("bidi")
+        .into_inner();
+    (tx, answers)
+}
+
 #[tokio::test]
 async fn unary_call_carries_metadata_both_ways() {
     let p = pair_with_app_token(Some("app-secret")).await;
@@ -396,15 +411,7 @@ async fn server_streaming_call_with_trailers() {
 #[tokio::test]
 async fn bidi_streaming_interleaves() {
     let p = pair().await;
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let mut answers = client(&p.caller)
-        .chat(to(
-            "callee",
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        ))
-        .await
-        .expect("bidi")
-        .into_inner();
+    let (tx, mut answers) = open_chat(&p, 4).await;
     // Each answer arrives before the next question is sent: frames are not held back.
     for word in ["one", "two", "three"] {
         tx.send(text(word)).await.unwrap();
@@ -423,15 +430,7 @@ async fn large_streamed_messages_pass_both_ways() {
         .map(|i: u32| (i % 251) as u8)
         .collect::<Vec<u8>>()
         .into();
-    let (tx, rx) = tokio::sync::mpsc::channel(2);
-    let mut answers = client(&p.caller)
-        .chat(to(
-            "callee",
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        ))
-        .await
-        .expect("bidi")
-        .into_inner();
+    let (tx, mut answers) = open_chat(&p, 2).await;
     tx.send(Msg {
         text: "big".into(),
         data: big.clone(),
@@ -477,15 +476,7 @@ async fn messages_over_max_body_size_are_refused_both_ways() {
 
     // On a stream, messages within the limit pass; an answer over it ends the call. The
     // request below is exactly 4 MiB encoded (allowed); the app's echo adds five bytes.
-    let (tx, rx) = tokio::sync::mpsc::channel(2);
-    let mut answers = client(&p.caller)
-        .chat(to(
-            "callee",
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        ))
-        .await
-        .expect("bidi")
-        .into_inner();
+    let (tx, mut answers) = open_chat(&p, 2).await;
     tx.send(text("small")).await.unwrap();
     let answer = answers.message().await.unwrap().expect("an answer");
     assert_eq!(answer.text, "echo:small");
