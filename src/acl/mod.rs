@@ -3,6 +3,7 @@
 //! caller and the global default action decides, exactly as in daprd (a `dapr-caller-app-id`
 //! header is never trusted for this).
 
+mod enforce;
 mod operations;
 
 use std::collections::HashMap;
@@ -11,6 +12,8 @@ use crate::config::access_control::{AccessControlSpec, Action};
 use crate::identity::SpiffeId;
 use crate::telemetry::metrics::AclLevel;
 use operations::{OperationActions, OperationTrie};
+
+pub use enforce::Enforcer;
 
 /// The callee app's protocol decides how an operation's actions apply: HTTP apps match the
 /// request's verb, gRPC apps take the operation's action (daprd's `appProtocol` switch).

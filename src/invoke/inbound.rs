@@ -14,7 +14,7 @@ use super::body::{collect_limited, response_chunks, CollectError, PayloadBody};
 use super::headers::{from_metadata, CALLER_APP_ID, CALLER_NAMESPACE};
 use super::status::head_from_http;
 use super::Call;
-use crate::acl::{self, AccessControl};
+use crate::acl::{AccessControl, Enforcer};
 use crate::app_channel::{AppChannel, AppChannelError, GrpcReply};
 use crate::http_path::clean_method;
 use crate::identity::transport::PeerIdentity;
@@ -94,7 +94,7 @@ impl Inbound {
 #[derive(Clone)]
 pub struct InboundServer {
     inbound: Arc<Inbound>,
-    access: Option<(Arc<AccessControl>, Arc<SecurityMetrics>)>,
+    access: Option<Enforcer>,
 }
 
 impl InboundServer {
@@ -111,7 +111,7 @@ impl InboundServer {
         acl: Arc<AccessControl>,
         metrics: Arc<SecurityMetrics>,
     ) -> Self {
-        self.access = Some((acl, metrics));
+        self.access = Some(Enforcer::new(acl, metrics));
         self
     }
 
@@ -172,7 +172,7 @@ impl InboundServer {
         request: &InternalInvokeRequest,
         method: &str,
     ) -> Result<(), tonic::Status> {
-        let Some((acl, metrics)) = &self.access else {
+        let Some(access) = &self.access else {
             return Ok(());
         };
         let verb = request
@@ -181,29 +181,7 @@ impl InboundServer {
             .and_then(|m| m.http_extension.as_ref())
             .and_then(|e| Verb::try_from(e.verb).ok())
             .filter(|v| *v != Verb::None);
-        let operation = acl::normalize(method);
-        let decision = acl.check(caller, &operation, verb.map(|v| v.as_str_name()));
-        let (app_id, trust_domain, namespace) = caller.map_or(("", "", ""), |id| {
-            (
-                id.app_id.as_str(),
-                id.trust_domain.as_str(),
-                id.namespace.as_str(),
-            )
-        });
-        metrics.acl_decision(
-            decision.level,
-            decision.allowed,
-            app_id,
-            trust_domain,
-            namespace,
-        );
-        if decision.allowed {
-            return Ok(());
-        }
-        Err(tonic::Status::permission_denied(format!(
-            "access control policy has denied access to appid: {app_id} operation: {operation} verb: {}",
-            verb.unwrap_or(Verb::None).as_str_name()
-        )))
+        access.admit(caller, method, verb.map(|v| v.as_str_name()))
     }
 }
 

@@ -14,7 +14,7 @@ use super::forward::Upstream;
 use super::identity::{self, stamp_for_app};
 use super::observe::{observe, Report, Side};
 use super::status_response;
-use crate::acl::{self, AccessControl};
+use crate::acl::{AccessControl, Enforcer};
 use crate::identity::transport::PeerIdentity;
 use crate::invoke::headers::{CALLER_APP_ID, CALLER_NAMESPACE};
 use crate::telemetry::metrics::{SecurityMetrics, SidecarMetrics};
@@ -30,7 +30,7 @@ pub struct AppProxy {
 struct AppSide {
     /// `host:port` of the app's gRPC server; `None` when the sidecar has no app.
     address: Option<String>,
-    access: Option<(Arc<AccessControl>, Arc<SecurityMetrics>)>,
+    access: Option<Enforcer>,
     app_token: Option<HeaderValue>,
     upstream: Arc<Upstream>,
     metrics: Arc<SidecarMetrics>,
@@ -69,7 +69,7 @@ impl AppProxy {
         metrics: Arc<SecurityMetrics>,
     ) -> Self {
         // Copies the settings if this proxy was already cloned, so the policy is never lost.
-        Arc::make_mut(&mut self.inner).access = Some((acl, metrics));
+        Arc::make_mut(&mut self.inner).access = Some(Enforcer::new(acl, metrics));
         self
     }
 
@@ -90,31 +90,14 @@ impl AppProxy {
                 req.headers_mut().insert(name, value);
             }
         }
-        let Some((acl, metrics)) = &self.inner.access else {
-            return Ok(());
-        };
-        let operation = acl::normalize(req.uri().path().trim_start_matches('/'));
-        let decision = acl.check(caller.as_deref(), &operation, None);
-        let (app_id, trust_domain, namespace) = caller.as_deref().map_or(("", "", ""), |id| {
-            (
-                id.app_id.as_str(),
-                id.trust_domain.as_str(),
-                id.namespace.as_str(),
-            )
-        });
-        metrics.acl_decision(
-            decision.level,
-            decision.allowed,
-            app_id,
-            trust_domain,
-            namespace,
-        );
-        if decision.allowed {
-            return Ok(());
+        match &self.inner.access {
+            Some(access) => access.admit(
+                caller.as_deref(),
+                req.uri().path().trim_start_matches('/'),
+                None,
+            ),
+            None => Ok(()),
         }
-        Err(tonic::Status::permission_denied(format!(
-            "access control policy has denied access to appid: {app_id} operation: {operation} verb: NONE"
-        )))
     }
 
     /// Hands the call to the app; its answer streams back, trailers included.
