@@ -674,3 +674,129 @@ async fn an_operator_ca_with_sec1_ec_keys_is_loaded_and_signs() {
     assert!(chains_to(&certs(&res.workload_certificate), &certs(&roots)));
     control.shutdown().await;
 }
+
+/// One signing key of a JWK set: its private half signs test tokens, its public half is the JWK.
+struct Signer {
+    key: KeyPair,
+    kid: &'static str,
+}
+
+impl Signer {
+    fn new(kid: &'static str) -> Self {
+        Self {
+            key: KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap(),
+            kid,
+        }
+    }
+
+    fn jwk(&self) -> serde_json::Value {
+        use base64::Engine as _;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        // The uncompressed point: 0x04, then x and y.
+        let point = self.key.public_key_raw();
+        serde_json::json!({
+            "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": self.kid,
+            "x": b64(&point[1..33]), "y": b64(&point[33..65]),
+        })
+    }
+
+    fn token(&self, sub: &str, aud: &str, expires_in: i64) -> String {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some(self.kid.to_owned());
+        let claims =
+            serde_json::json!({ "sub": sub, "aud": [aud], "iat": now, "exp": now + expires_in });
+        let key = jsonwebtoken::EncodingKey::from_ec_der(&self.key.serialize_der());
+        jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    }
+}
+
+fn write_jwks(path: &Path, signers: &[&Signer]) {
+    let keys: Vec<_> = signers.iter().map(|s| s.jwk()).collect();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::json!({ "keys": keys }).to_string()).unwrap();
+    std::fs::rename(tmp, path).unwrap();
+}
+
+/// Sentry's JWKS validator: a JWT signed by a key of the set, minted for the CA (`aud`) with the
+/// requested SPIFFE ID as `sub`; the set's file is re-read when it changes.
+#[tokio::test]
+async fn jwks_validator_takes_only_jwts_for_the_requested_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    let first = Signer::new("k1");
+    let stranger = Signer::new("k1");
+    write_jwks(&jwks, &[&first]);
+    let ca_dir = dir.path().join("ca");
+    let source = jwks.display().to_string();
+    let control = start(&ca_dir, &["--jwks-source", &source]).await;
+    let mut ca = client(&control, &bundle(&ca_dir)).await;
+
+    let sentry = sentry_id().to_string();
+    let orders = "spiffe://public/ns/default/orders";
+    let with = |token: String, validator: TokenValidator| {
+        let mut req = request("orders", "default", csr(&rcgen::PKCS_ECDSA_P256_SHA256));
+        req.token = token;
+        req.token_validator = validator as i32;
+        req
+    };
+    sign(
+        &mut ca,
+        with(first.token(orders, &sentry, 600), TokenValidator::Jwks),
+    )
+    .await
+    .expect("a token for this identity");
+    sign(
+        &mut ca,
+        with(first.token(orders, &sentry, 600), TokenValidator::Unknown),
+    )
+    .await
+    .expect("JWKS is the default validator");
+    let refused = [
+        (
+            "another identity",
+            first.token("spiffe://public/ns/default/payments", &sentry, 600),
+        ),
+        (
+            "another audience",
+            first.token(orders, "spiffe://localhost/ns/default/other", 600),
+        ),
+        (
+            "expired beyond the skew",
+            first.token(orders, &sentry, -600),
+        ),
+        (
+            "signed by a key not in the set",
+            stranger.token(orders, &sentry, 600),
+        ),
+        ("not a JWT", "s3cret".to_owned()),
+        ("no token", String::new()),
+    ];
+    for (why, token) in refused {
+        let err = sign(&mut ca, with(token, TokenValidator::Jwks))
+            .await
+            .expect_err(why);
+        assert_eq!(err.code(), Code::PermissionDenied, "{why}: {err:?}");
+    }
+    let insecure = sign(&mut ca, with(String::new(), TokenValidator::Insecure))
+        .await
+        .unwrap_err();
+    assert_eq!(insecure.code(), Code::InvalidArgument, "INSECURE is off");
+
+    // Rotating the signing key is an edit of the file, no restart.
+    write_jwks(&jwks, &[&stranger]);
+    sign(
+        &mut ca,
+        with(stranger.token(orders, &sentry, 600), TokenValidator::Jwks),
+    )
+    .await
+    .expect("the new key is trusted");
+    let err = sign(
+        &mut ca,
+        with(first.token(orders, &sentry, 600), TokenValidator::Jwks),
+    )
+    .await
+    .expect_err("the removed key is not");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    control.shutdown().await;
+}

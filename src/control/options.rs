@@ -87,8 +87,14 @@ pub struct Options {
 
     /// Join tokens (one per line, optionally followed by the namespace/app-id they grant).
     /// Turns the INSECURE validator off.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "jwks_source")]
     pub token_file: Option<PathBuf>,
+
+    /// Sentry's JWKS validator: tokens are JWTs signed by a key of this JWK set (a file, re-read
+    /// when it changes, or the JSON itself, optionally base64), minted for the CA's SPIFFE ID
+    /// (`aud`) with the requested SPIFFE ID as `sub`. Turns the INSECURE validator off.
+    #[arg(long)]
+    pub jwks_source: Option<String>,
 
     /// kubernetes: verify service-account tokens with the API server's TokenReview (the default
     /// validator); standalone: INSECURE unless --token-file is given.

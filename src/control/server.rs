@@ -29,7 +29,8 @@ use super::options::Options;
 use super::serving_cert::{ServingCert, ServingCertError};
 use super::spiffe::{SpiffeId, SENTRY_APP_ID};
 use super::validator::{
-    Claim, JoinTokenValidator, KubernetesValidator, ValidationError, ValidatorKind, Validators,
+    Claim, JoinTokenValidator, JwksError, JwksValidator, KubernetesValidator, ValidationError,
+    ValidatorKind, Validators,
 };
 use crate::proto::sentry::ca_server::{Ca, CaServer};
 use crate::proto::sentry::sign_certificate_request::TokenValidator;
@@ -56,6 +57,8 @@ pub enum StartError {
     Kubernetes(#[from] kube::Error),
     #[error("invalid control-plane identity: trust domain {0:?}")]
     TrustDomain(String),
+    #[error("--jwks-source: {0}")]
+    Jwks(#[from] JwksError),
 }
 
 /// Why one SignCertificate call failed, mapped to Sentry's gRPC codes at the edge.
@@ -459,6 +462,13 @@ impl ControlPlane {
 }
 
 async fn validators(options: &Options) -> Result<Validators, StartError> {
+    let jwks = match &options.jwks_source {
+        Some(source) => {
+            let audience = SpiffeId::new(&options.trust_domain, &options.namespace, SENTRY_APP_ID);
+            Some(JwksValidator::new(source, audience.to_string())?)
+        }
+        None => None,
+    };
     let join = options.token_file.as_ref().map(JoinTokenValidator::new);
     if options.mode == "kubernetes" {
         let k8s =
@@ -471,7 +481,18 @@ async fn validators(options: &Options) -> Result<Validators, StartError> {
                 ""
             }
         );
-        return Ok(Validators::kubernetes(k8s, join));
+        let validators = Validators::kubernetes(k8s, join);
+        return Ok(match jwks {
+            Some(jwks) => {
+                tracing::info!("JWKS requests are checked as JWTs against --jwks-source");
+                validators.with_jwks(jwks)
+            }
+            None => validators,
+        });
+    }
+    if let Some(jwks) = jwks {
+        tracing::info!("validators: JWKS (JWTs against --jwks-source; default)");
+        return Ok(Validators::jwks(jwks));
     }
     match join {
         Some(join) => {

@@ -2,11 +2,13 @@
 //! common checks, then the validator it names (or the configured default when it names none).
 
 mod join_token;
+mod jwks;
 mod kubernetes;
 
 use crate::control::spiffe::{valid_trust_domain, SpiffeId, DEFAULT_TRUST_DOMAIN};
 
 pub use join_token::JoinTokenValidator;
+pub use jwks::{JwksError, JwksValidator};
 pub use kubernetes::{
     authorize_pod, KubernetesValidator, PodFacts, ReviewedAccount, SENTRY_AUDIENCE,
 };
@@ -20,7 +22,8 @@ pub const MAX_APP_ID_LEN: usize = 64;
 pub enum ValidatorKind {
     Insecure,
     Kubernetes,
-    /// daprd sends this with a token from `DAPR_SENTRY_TOKEN_FILE`; here it is the join token.
+    /// daprd sends this with a token from `DAPR_SENTRY_TOKEN_FILE`: a JWT checked against a JWK
+    /// set (`--jwks-source`) or, without one, a join token (`--token-file`).
     Jwks,
 }
 
@@ -72,6 +75,8 @@ pub enum ValidationError {
     TokenFile(std::io::Error),
     #[error("kubernetes: {0}")]
     Kubernetes(String),
+    #[error("JWKS: {0}")]
+    Jwks(String),
 }
 
 impl ValidationError {
@@ -87,7 +92,7 @@ impl ValidationError {
             Self::NotEnabled(_) => "validator_not_enabled",
             Self::InvalidToken => "invalid_token",
             Self::NotGranted { .. } => "not_granted",
-            Self::TokenFile(_) | Self::Kubernetes(_) => "validator_error",
+            Self::TokenFile(_) | Self::Kubernetes(_) | Self::Jwks(_) => "validator_error",
         }
     }
 
@@ -136,6 +141,7 @@ fn requested_trust_domain(claim: &Claim<'_>) -> Result<String, ValidationError> 
 pub struct Validators {
     insecure: bool,
     join_token: Option<JoinTokenValidator>,
+    jwks: Option<JwksValidator>,
     kubernetes: Option<KubernetesValidator>,
     default: ValidatorKind,
 }
@@ -146,6 +152,7 @@ impl Validators {
         Self {
             insecure: true,
             join_token: None,
+            jwks: None,
             kubernetes: None,
             default: ValidatorKind::Insecure,
         }
@@ -156,6 +163,7 @@ impl Validators {
         Self {
             insecure: false,
             join_token: Some(validator),
+            jwks: None,
             kubernetes: None,
             default: ValidatorKind::Jwks,
         }
@@ -166,9 +174,28 @@ impl Validators {
         Self {
             insecure: false,
             join_token: join,
+            jwks: None,
             kubernetes: Some(validator),
             default: ValidatorKind::Kubernetes,
         }
+    }
+
+    /// Only `JWKS` with JWTs (answers `JWKS` and `UNKNOWN` requests).
+    pub fn jwks(validator: JwksValidator) -> Self {
+        Self {
+            insecure: false,
+            join_token: None,
+            jwks: Some(validator),
+            kubernetes: None,
+            default: ValidatorKind::Jwks,
+        }
+    }
+
+    /// `JWKS` requests are answered with JWTs checked against `validator` (instead of join
+    /// tokens, when both were given).
+    pub fn with_jwks(mut self, validator: JwksValidator) -> Self {
+        self.jwks = Some(validator);
+        self
     }
 
     pub fn default_kind(&self) -> ValidatorKind {
@@ -184,9 +211,10 @@ impl Validators {
                 claim.namespace,
                 claim.app_id,
             )),
-            ValidatorKind::Jwks => match &self.join_token {
-                Some(v) => v.validate(claim, requested_trust_domain(claim)?).await,
-                None => Err(ValidationError::NotEnabled(ValidatorKind::Jwks.as_str())),
+            ValidatorKind::Jwks => match (&self.jwks, &self.join_token) {
+                (Some(v), _) => v.validate(claim, requested_trust_domain(claim)?),
+                (None, Some(v)) => v.validate(claim, requested_trust_domain(claim)?).await,
+                (None, None) => Err(ValidationError::NotEnabled(ValidatorKind::Jwks.as_str())),
             },
             ValidatorKind::Kubernetes => match &self.kubernetes {
                 Some(v) => v.validate(claim).await,
