@@ -800,3 +800,97 @@ async fn jwks_validator_takes_only_jwts_for_the_requested_identity() {
     assert_eq!(err.code(), Code::PermissionDenied);
     control.shutdown().await;
 }
+
+/// The JWK set from an issuer's URL (as OIDC providers publish it): fetched at start, fetched
+/// again once older than the refresh interval, and kept when the issuer is briefly away.
+#[tokio::test]
+async fn jwks_from_a_url_is_refetched_and_survives_the_issuer_going_away() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Issuer {
+        /// `None`: the issuer answers 503.
+        set: Mutex<Option<String>>,
+        fetches: AtomicUsize,
+    }
+    let issuer = Arc::new(Issuer::default());
+    let first = Signer::new("k1");
+    let second = Signer::new("k2");
+    let publish = |signers: &[&Signer]| {
+        let keys: Vec<_> = signers.iter().map(|s| s.jwk()).collect();
+        *issuer.set.lock().unwrap() = Some(serde_json::json!({ "keys": keys }).to_string());
+    };
+    publish(&[&first]);
+    let app = axum::Router::new()
+        .route(
+            "/.well-known/jwks.json",
+            axum::routing::get(
+                |axum::extract::State(issuer): axum::extract::State<Arc<Issuer>>| async move {
+                    issuer.fetches.fetch_add(1, Ordering::SeqCst);
+                    match issuer.set.lock().unwrap().clone() {
+                        Some(set) => (http::StatusCode::OK, set),
+                        None => (http::StatusCode::SERVICE_UNAVAILABLE, String::new()),
+                    }
+                },
+            ),
+        )
+        .with_state(issuer.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/.well-known/jwks.json",
+        listener.local_addr().unwrap()
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = dir.path().join("ca");
+    // A zero interval: every request finds the set stale, so each step below is deterministic.
+    let control = start(
+        &ca_dir,
+        &["--jwks-source", &url, "--jwks-min-refresh-interval", "0s"],
+    )
+    .await;
+    assert_eq!(issuer.fetches.load(Ordering::SeqCst), 1, "fetched at start");
+    let mut ca = client(&control, &bundle(&ca_dir)).await;
+    let sentry = sentry_id().to_string();
+    let orders = "spiffe://public/ns/default/orders";
+    let with = |token: String| {
+        let mut req = request("orders", "default", csr(&rcgen::PKCS_ED25519));
+        req.token = token;
+        req.token_validator = TokenValidator::Jwks as i32;
+        req
+    };
+    sign(&mut ca, with(first.token(orders, &sentry, 600)))
+        .await
+        .expect("signed with a published key");
+
+    publish(&[&second]);
+    sign(&mut ca, with(second.token(orders, &sentry, 600)))
+        .await
+        .expect("the rotated key, after a refetch");
+    let err = sign(&mut ca, with(first.token(orders, &sentry, 600)))
+        .await
+        .expect_err("the retired key");
+    assert_eq!(err.code(), Code::PermissionDenied);
+
+    *issuer.set.lock().unwrap() = None;
+    let before = issuer.fetches.load(Ordering::SeqCst);
+    sign(&mut ca, with(second.token(orders, &sentry, 600)))
+        .await
+        .expect("the last good set is kept while the issuer fails");
+    assert!(issuer.fetches.load(Ordering::SeqCst) > before, "it did ask");
+    control.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_jwks_source_that_is_not_a_set_fails_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = ControlPlane::start(options(
+        &dir.path().join("ca"),
+        &["--jwks-source", "{\"not\": \"a set\"}"],
+    ))
+    .await
+    .expect_err("refused");
+    assert!(err.to_string().contains("--jwks-source"), "{err}");
+}

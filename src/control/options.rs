@@ -90,11 +90,16 @@ pub struct Options {
     #[arg(long, conflicts_with = "jwks_source")]
     pub token_file: Option<PathBuf>,
 
-    /// Sentry's JWKS validator: tokens are JWTs signed by a key of this JWK set (a file, re-read
-    /// when it changes, or the JSON itself, optionally base64), minted for the CA's SPIFFE ID
+    /// Sentry's JWKS validator: tokens are JWTs signed by a key of this JWK set (an http(s) URL,
+    /// a file re-read when it changes, or the JSON itself, optionally base64), minted for the CA's SPIFFE ID
     /// (`aud`) with the requested SPIFFE ID as `sub`. Turns the INSECURE validator off.
     #[arg(long)]
     pub jwks_source: Option<String>,
+
+    /// How old a JWK set fetched from a URL may get before it is fetched again (sooner, at most
+    /// every 10 s, when a token names a key the set lacks).
+    #[arg(long, default_value = "10m", value_parser = duration)]
+    pub jwks_min_refresh_interval: Duration,
 
     /// kubernetes: verify service-account tokens with the API server's TokenReview (the default
     /// validator); standalone: INSECURE unless --token-file is given.

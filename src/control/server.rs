@@ -465,7 +465,14 @@ async fn validators(options: &Options) -> Result<Validators, StartError> {
     let jwks = match &options.jwks_source {
         Some(source) => {
             let audience = SpiffeId::new(&options.trust_domain, &options.namespace, SENTRY_APP_ID);
-            Some(JwksValidator::new(source, audience.to_string())?)
+            Some(
+                JwksValidator::new(
+                    source,
+                    options.jwks_min_refresh_interval,
+                    audience.to_string(),
+                )
+                .await?,
+            )
         }
         None => None,
     };

@@ -212,7 +212,7 @@ impl Validators {
                 claim.app_id,
             )),
             ValidatorKind::Jwks => match (&self.jwks, &self.join_token) {
-                (Some(v), _) => v.validate(claim, requested_trust_domain(claim)?),
+                (Some(v), _) => v.validate(claim, requested_trust_domain(claim)?).await,
                 (None, Some(v)) => v.validate(claim, requested_trust_domain(claim)?).await,
                 (None, None) => Err(ValidationError::NotEnabled(ValidatorKind::Jwks.as_str())),
             },
