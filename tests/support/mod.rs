@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod ca;
+pub mod grpc;
 pub mod pubsub_conformance;
 pub mod state_conformance;
 pub mod state_http;
