@@ -6,35 +6,26 @@
 mod support;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use http::Method;
 use outrigger::proto::common::{
     http_extension::Verb, Etag, HttpExtension, InvokeRequest, StateItem,
 };
-use outrigger::proto::runtime::dapr_client::DaprClient;
 use outrigger::proto::runtime::{
     BulkPublishRequest, BulkPublishRequestEntry, DeleteBulkStateRequest, DeleteStateRequest,
     ExecuteStateTransactionRequest, GetBulkStateRequest, GetMetadataRequest, GetStateRequest,
     InvokeServiceRequest, PublishEventRequest, QueryStateRequest, SaveStateRequest,
     SetMetadataRequest, ShutdownRequest, TransactionalStateOperation,
 };
-use outrigger::pubsub::{Handler, Message, SubscribeRequest};
-use outrigger::sidecar::Sidecar;
-use support::{api, send, write, Mesh, TestApp, DEADLINE};
-use tokio::sync::mpsc;
+use support::grpc::{self, channel, component, next_cloud_event, tap, Fixture};
+use support::{send, write, Api, TestApp, DEADLINE};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
 
 fn resources() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
-    let component = |name: &str, ty: &str, meta: &str| {
-        format!(
-            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\nspec:\n  type: {ty}\n  version: v1\n  metadata:{meta}\n"
-        )
-    };
     write(
         dir.path(),
         "state.yaml",
@@ -57,38 +48,8 @@ fn resources() -> tempfile::TempDir {
     dir
 }
 
-struct Fixture {
-    sidecar: Sidecar,
-    _resources: tempfile::TempDir,
-    _mesh: Mesh,
-}
-
 async fn start(extra: &[&str], token: Option<&str>, app_port: Option<u16>) -> Fixture {
-    let mesh = Mesh::new();
-    let dir = resources();
-    let path = dir.path().display().to_string();
-    let mut args = vec!["--resources-path", path.as_str()];
-    args.extend_from_slice(extra);
-    let mut options = mesh.options("alpha", app_port, &args);
-    options.api_token = token.map(str::to_owned);
-    let sidecar = Sidecar::start(options).await.expect("sidecar starts");
-    Fixture {
-        sidecar,
-        _resources: dir,
-        _mesh: mesh,
-    }
-}
-
-async fn channel(sidecar: &Sidecar) -> Channel {
-    Channel::from_shared(format!("http://{}", sidecar.grpc_addrs[0]))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect to the gRPC API")
-}
-
-async fn client(sidecar: &Sidecar) -> DaprClient<Channel> {
-    DaprClient::new(channel(sidecar).await)
+    grpc::start(resources(), extra, token, app_port).await
 }
 
 fn item(key: &str, value: &str, etag: Option<&str>) -> StateItem {
@@ -118,7 +79,7 @@ fn reason(status: &Status) -> String {
 #[tokio::test]
 async fn state_with_etags() {
     let f = start(&[], None, None).await;
-    let mut c = client(&f.sidecar).await;
+    let mut c = f.client.clone();
     let save = |items| SaveStateRequest {
         store_name: "statestore".into(),
         states: items,
@@ -173,7 +134,7 @@ async fn state_with_etags() {
 #[tokio::test]
 async fn bulk_transactions_and_query() {
     let f = start(&[], None, None).await;
-    let mut c = client(&f.sidecar).await;
+    let mut c = f.client.clone();
     c.save_state(SaveStateRequest {
         store_name: "statestore".into(),
         states: vec![
@@ -274,7 +235,7 @@ async fn bulk_transactions_and_query() {
 #[tokio::test]
 async fn unknown_store_carries_daprd_details() {
     let f = start(&[], None, None).await;
-    let mut c = client(&f.sidecar).await;
+    let mut c = f.client.clone();
     let err = c
         .get_state(GetStateRequest {
             store_name: "nope".into(),
@@ -305,53 +266,10 @@ async fn unknown_store_carries_daprd_details() {
     f.sidecar.stop().await;
 }
 
-/// Subscribes on the sidecar's own broker, to see what publishing put there.
-async fn tap(
-    sidecar: &Sidecar,
-    pubsub: &str,
-    topic: &str,
-) -> (
-    outrigger::pubsub::Subscription,
-    mpsc::UnboundedReceiver<Message>,
-) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let handler: Handler = Arc::new(move |msg| {
-        let tx = tx.clone();
-        Box::pin(async move {
-            let _ = tx.send(msg);
-            Ok(())
-        })
-    });
-    let sub = sidecar
-        .pubsubs
-        .get(pubsub)
-        .expect("component")
-        .broker
-        .subscribe(
-            SubscribeRequest {
-                topic: topic.into(),
-                metadata: HashMap::new(),
-                max_concurrency: 1,
-            },
-            handler,
-        )
-        .await
-        .expect("subscribe");
-    (sub, rx)
-}
-
-async fn next_event(rx: &mut mpsc::UnboundedReceiver<Message>) -> serde_json::Value {
-    let msg = tokio::time::timeout(DEADLINE, rx.recv())
-        .await
-        .expect("a message in time")
-        .expect("channel open");
-    serde_json::from_slice(&msg.data).expect("a CloudEvent")
-}
-
 #[tokio::test]
 async fn publish_and_bulk_publish() {
     let f = start(&[], None, None).await;
-    let mut c = client(&f.sidecar).await;
+    let mut c = f.client.clone();
     let (sub, mut rx) = tap(&f.sidecar, "pubsub", "orders").await;
     let mut req = Request::new(PublishEventRequest {
         pubsub_name: "pubsub".into(),
@@ -367,7 +285,7 @@ async fn publish_and_bulk_publish() {
             .unwrap(),
     );
     c.publish_event(req).await.unwrap();
-    let e = next_event(&mut rx).await;
+    let e = next_cloud_event(&mut rx).await;
     assert_eq!(e["data"], serde_json::json!({"id": 7}));
     assert_eq!(e["source"], "alpha");
     assert!(e["traceparent"]
@@ -402,7 +320,7 @@ async fn publish_and_bulk_publish() {
     let mut got = Vec::new();
     for _ in 0..3 {
         got.push(
-            next_event(&mut rx).await["data"]
+            next_cloud_event(&mut rx).await["data"]
                 .as_str()
                 .unwrap()
                 .to_owned(),
@@ -448,7 +366,7 @@ async fn invoke_service_calls_an_http_app() {
     let app = TestApp::start().await;
     let f = start(&[], None, Some(app.port())).await;
     support::ready(&f.sidecar).await;
-    let mut c = client(&f.sidecar).await;
+    let mut c = f.client.clone();
     let invoke = |method: &str, verb: Verb, query: &str| InvokeServiceRequest {
         id: "alpha".into(),
         message: Some(InvokeRequest {
@@ -513,7 +431,7 @@ async fn invoke_service_calls_an_http_app() {
 #[tokio::test]
 async fn metadata_metrics_and_shutdown() {
     let f = start(&[], None, None).await;
-    let mut c = client(&f.sidecar).await;
+    let mut c = f.client.clone();
     c.set_metadata(SetMetadataRequest {
         key: "colour".into(),
         value: "blue".into(),
@@ -537,15 +455,7 @@ async fn metadata_metrics_and_shutdown() {
     assert!(store.capabilities.iter().any(|c| c == "ETAG"));
     assert!(md.app_connection_properties.is_some());
     // The HTTP API answers from the same data.
-    let http = send(
-        Method::GET,
-        &format!("{}/v1.0/metadata", api(&f.sidecar)),
-        &[],
-        axum::body::Body::empty(),
-    )
-    .await
-    .unwrap()
-    .json();
+    let http = Api::new(&f.sidecar).get("/v1.0/metadata").await.json();
     assert_eq!(http["extended"]["colour"], "blue");
     assert_eq!(
         http["components"].as_array().unwrap().len(),
@@ -572,7 +482,7 @@ async fn metadata_metrics_and_shutdown() {
 #[tokio::test]
 async fn api_token_is_enforced() {
     let f = start(&[], Some("s3cret"), None).await;
-    let mut c = client(&f.sidecar).await;
+    let mut c = f.client.clone();
     let err = c.get_metadata(GetMetadataRequest {}).await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
     assert_eq!(err.message(), "missing api token in request metadata");
@@ -593,7 +503,7 @@ async fn api_token_is_enforced() {
 #[tokio::test]
 async fn messages_over_max_body_size_are_refused() {
     let f = start(&["--max-body-size", "1Mi"], None, None).await;
-    let mut c = client(&f.sidecar).await;
+    let mut c = f.client.clone();
     let big = "x".repeat(2 << 20);
     let err = c
         .save_state(SaveStateRequest {

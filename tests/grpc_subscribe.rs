@@ -6,10 +6,8 @@
 mod support;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use bytes::Bytes;
-use http::Method;
 use outrigger::proto::runtime::dapr_client::DaprClient;
 use outrigger::proto::runtime::subscribe_topic_events_request_alpha1::SubscribeTopicEventsRequestType as Req;
 use outrigger::proto::runtime::subscribe_topic_events_response_alpha1::SubscribeTopicEventsResponseType as Resp;
@@ -20,9 +18,8 @@ use outrigger::proto::runtime::{
     SubscribeTopicEventsRequestProcessedAlpha1, SubscribeTopicEventsResponseAlpha1,
     TopicEventRequest, TopicEventResponse,
 };
-use outrigger::pubsub::{Handler, Message, SubscribeRequest};
-use outrigger::sidecar::Sidecar;
-use support::{api, eventually, send, write, Mesh, DEADLINE};
+use support::grpc::{self, component, next_cloud_event, tap, Fixture};
+use support::{eventually, write, Api, DEADLINE};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
@@ -30,11 +27,6 @@ use tonic::{Code, Status, Streaming};
 
 fn resources(redis_consumer: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
-    let component = |name: &str, ty: &str, meta: &str| {
-        format!(
-            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\nspec:\n  type: {ty}\n  version: v1\n  metadata:{meta}\n"
-        )
-    };
     write(
         dir.path(),
         "pubsub.yaml",
@@ -63,31 +55,9 @@ fn resources(redis_consumer: &str) -> tempfile::TempDir {
     dir
 }
 
-struct Fixture {
-    sidecar: Sidecar,
-    client: DaprClient<Channel>,
-    _resources: tempfile::TempDir,
-    _mesh: Mesh,
-}
-
 async fn start() -> Fixture {
-    let mesh = Mesh::new();
-    let dir = resources(&format!("grpc-sub-{}", uuid::Uuid::new_v4().simple()));
-    let path = dir.path().display().to_string();
-    let sidecar = mesh
-        .sidecar("alpha", None, &["--resources-path", &path])
-        .await;
-    let channel = Channel::from_shared(format!("http://{}", sidecar.grpc_addrs[0]))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect");
-    Fixture {
-        sidecar,
-        client: DaprClient::new(channel),
-        _resources: dir,
-        _mesh: mesh,
-    }
+    let consumer = format!("grpc-sub-{}", uuid::Uuid::new_v4().simple());
+    grpc::start(resources(&consumer), &[], None, None).await
 }
 
 type Outbox = mpsc::Sender<SubscribeTopicEventsRequestAlpha1>;
@@ -193,15 +163,7 @@ async fn success_retry_drop_and_close() {
         .await
         .expect("subscribed");
     assert_eq!(streaming_topics(&mut f.client).await, ["orders"]);
-    let http = send(
-        Method::GET,
-        &format!("{}/v1.0/metadata", api(&f.sidecar)),
-        &[],
-        axum::body::Body::empty(),
-    )
-    .await
-    .unwrap()
-    .json();
+    let http = Api::new(&f.sidecar).get("/v1.0/metadata").await.json();
     assert_eq!(http["subscriptions"][0]["type"], "STREAMING");
     assert_eq!(http["subscriptions"][0]["pubsubname"], "pubsub");
     assert_eq!(http["subscriptions"][0]["deadLetterTopic"], "orders-dead");
@@ -237,11 +199,7 @@ async fn success_retry_drop_and_close() {
     let dropped = next_event(&mut events).await;
     assert_eq!(dropped.data, Bytes::from_static(b"b"));
     answer(&outbox, &dropped.id, Verdict::Drop).await;
-    let dead_letter = tokio::time::timeout(DEADLINE, dead.recv())
-        .await
-        .expect("dead letter in time")
-        .unwrap();
-    let ce: serde_json::Value = serde_json::from_slice(&dead_letter.data).unwrap();
+    let ce = next_cloud_event(&mut dead).await;
     assert_eq!(ce["id"], dropped.id.as_str());
 
     // Half-closing the request stream ends the subscription and the response stream.
@@ -316,39 +274,4 @@ async fn unanswered_messages_come_back_after_the_stream_closes() {
         .query_async(&mut conn)
         .await
         .unwrap();
-}
-
-/// Subscribes on the sidecar's own broker, to see what reached a topic.
-async fn tap(
-    sidecar: &Sidecar,
-    pubsub: &str,
-    topic: &str,
-) -> (
-    outrigger::pubsub::Subscription,
-    mpsc::UnboundedReceiver<Message>,
-) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let handler: Handler = Arc::new(move |msg| {
-        let tx = tx.clone();
-        Box::pin(async move {
-            let _ = tx.send(msg);
-            Ok(())
-        })
-    });
-    let sub = sidecar
-        .pubsubs
-        .get(pubsub)
-        .expect("component")
-        .broker
-        .subscribe(
-            SubscribeRequest {
-                topic: topic.into(),
-                metadata: HashMap::new(),
-                max_concurrency: 1,
-            },
-            handler,
-        )
-        .await
-        .expect("subscribe");
-    (sub, rx)
 }

@@ -7,31 +7,49 @@ use http::{Method, StatusCode};
 use support::*;
 use tokio::net::TcpListener;
 
+const TOKEN: (&str, &str) = ("dapr-api-token", "s3cret");
+
+/// The outbound health check ignores the app: it only says the sidecar's own APIs are up.
+async fn assert_outbound_healthy(http: &Api) {
+    let outbound = http.get("/v1.0/healthz/outbound").await;
+    assert_eq!(outbound.status, StatusCode::NO_CONTENT);
+}
+
+/// Starts a sidecar over a resources directory holding `files` (name, text); startup must
+/// fail, and the error chain is returned for the caller's assertions. `why` names the case.
+async fn startup_error(files: &[(&str, &str)], why: &str) -> String {
+    let mesh = Mesh::new();
+    let resources = mesh.dir.path().join("resources");
+    std::fs::create_dir(&resources).unwrap();
+    for (name, text) in files {
+        write(&resources, name, text);
+    }
+    let options = mesh.options(
+        "alpha",
+        None,
+        &["--resources-path", resources.to_str().unwrap()],
+    );
+    match outrigger::sidecar::Sidecar::start(options).await {
+        Ok(_) => panic!("{why}: startup must fail"),
+        Err(err) => format!("{err:#}"),
+    }
+}
+
+/// A GET that runs on its own while the test goes on (calls the app holds on to).
+fn spawn_get(url: String) -> tokio::task::JoinHandle<anyhow::Result<Reply>> {
+    tokio::spawn(async move { send(Method::GET, &url, &[], Body::empty()).await })
+}
+
 #[tokio::test]
 async fn healthz_waits_for_the_app_port_but_outbound_does_not() {
     let mesh = Mesh::new();
     // Reserve a port, release it, and open the app there only later.
     let port = unused_port().await;
     let sidecar = mesh.sidecar("alpha", Some(port), &[]).await;
-    let base = api(&sidecar);
+    let http = Api::new(&sidecar);
 
-    let outbound = send(
-        Method::GET,
-        &format!("{base}/v1.0/healthz/outbound"),
-        &[],
-        Body::empty(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(outbound.status, StatusCode::NO_CONTENT);
-    let health = send(
-        Method::GET,
-        &format!("{base}/v1.0/healthz"),
-        &[],
-        Body::empty(),
-    )
-    .await
-    .unwrap();
+    assert_outbound_healthy(&http).await;
+    let health = http.get("/v1.0/healthz").await;
     assert_eq!(health.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(health.json()["errorCode"], "ERR_HEALTH_NOT_READY");
 
@@ -41,24 +59,10 @@ async fn healthz_waits_for_the_app_port_but_outbound_does_not() {
     let _app = TestApp::serve(listener).await;
     ready(&sidecar).await;
 
-    let wrong = send(
-        Method::GET,
-        &format!("{base}/v1.0/healthz?appid=other"),
-        &[],
-        Body::empty(),
-    )
-    .await
-    .unwrap();
+    let wrong = http.get("/v1.0/healthz?appid=other").await;
     assert_eq!(wrong.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(wrong.json()["errorCode"], "ERR_HEALTH_APPID_NOT_MATCH");
-    let right = send(
-        Method::GET,
-        &format!("{base}/v1.0/healthz?appid=alpha"),
-        &[],
-        Body::empty(),
-    )
-    .await
-    .unwrap();
+    let right = http.get("/v1.0/healthz?appid=alpha").await;
     assert_eq!(right.status, StatusCode::NO_CONTENT);
     sidecar.stop().await;
 }
@@ -78,52 +82,25 @@ async fn api_token_is_enforced_except_on_healthz() {
     let mut options = mesh.options("alpha", Some(app.port()), &[]);
     options.api_token = Some("s3cret".to_owned());
     let sidecar = outrigger::sidecar::Sidecar::start(options).await.unwrap();
-    let base = api(&sidecar);
+    let http = Api::new(&sidecar);
     ready(&sidecar).await;
 
     for headers in [vec![], vec![("dapr-api-token", "wrong")]] {
-        let res = send(
-            Method::GET,
-            &format!("{base}/v1.0/metadata"),
-            &headers,
-            Body::empty(),
-        )
-        .await
-        .unwrap();
+        let res = http.call(Method::GET, "/v1.0/metadata", &headers, "").await;
         assert_eq!(res.status, StatusCode::UNAUTHORIZED);
         assert_eq!(res.headers["content-type"], "text/plain; charset=utf-8");
         assert_eq!(res.body, "invalid api token\n");
     }
-    let res = send(
-        Method::GET,
-        &format!("{base}/v1.0/metadata"),
-        &[("dapr-api-token", "s3cret")],
-        Body::empty(),
-    )
-    .await
-    .unwrap();
+    let res = http.call(Method::GET, "/v1.0/metadata", &[TOKEN], "").await;
     assert_eq!(res.status, StatusCode::OK);
     assert_eq!(res.json()["id"], "alpha");
 
-    let outbound = send(
-        Method::GET,
-        &format!("{base}/v1.0/healthz/outbound"),
-        &[],
-        Body::empty(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(outbound.status, StatusCode::NO_CONTENT);
+    assert_outbound_healthy(&http).await;
 
     // The token is for the sidecar: the app never sees it.
-    let res = send(
-        Method::GET,
-        &format!("{base}/v1.0/invoke/alpha/method/echo"),
-        &[("dapr-api-token", "s3cret")],
-        Body::empty(),
-    )
-    .await
-    .unwrap();
+    let res = http
+        .call(Method::GET, "/v1.0/invoke/alpha/method/echo", &[TOKEN], "")
+        .await;
     assert_eq!(res.status, StatusCode::OK);
     assert!(res.json()["headers"].get("dapr-api-token").is_none());
     sidecar.stop().await;
@@ -136,14 +113,7 @@ async fn app_api_token_is_sent_to_the_app() {
     let mut options = mesh.options("alpha", Some(app.port()), &[]);
     options.app_api_token = Some("for-the-app".to_owned());
     let sidecar = outrigger::sidecar::Sidecar::start(options).await.unwrap();
-    let res = send(
-        Method::GET,
-        &format!("{}/v1.0/invoke/alpha/method/x", api(&sidecar)),
-        &[],
-        Body::empty(),
-    )
-    .await
-    .unwrap();
+    let res = Api::new(&sidecar).get("/v1.0/invoke/alpha/method/x").await;
     assert_eq!(res.json()["headers"]["dapr-api-token"][0], "for-the-app");
     sidecar.stop().await;
 }
@@ -155,25 +125,12 @@ async fn metadata_lists_defaults_and_extended_attributes() {
     let sidecar = mesh
         .sidecar("alpha", Some(app.port()), &["--app-max-concurrency", "4"])
         .await;
-    let base = api(&sidecar);
-    let put = send(
-        Method::PUT,
-        &format!("{base}/v1.0/metadata/team"),
-        &[],
-        Body::from("payments"),
-    )
-    .await
-    .unwrap();
+    let http = Api::new(&sidecar);
+    let put = http
+        .call(Method::PUT, "/v1.0/metadata/team", &[], "payments")
+        .await;
     assert_eq!(put.status, StatusCode::NO_CONTENT);
-    let md = send(
-        Method::GET,
-        &format!("{base}/v1.0/metadata"),
-        &[],
-        Body::empty(),
-    )
-    .await
-    .unwrap()
-    .json();
+    let md = http.get("/v1.0/metadata").await.json();
     assert_eq!(md["id"], "alpha");
     assert_eq!(md["extended"]["team"], "payments");
     assert!(md["extended"]["daprRuntimeVersion"].is_string());
@@ -211,19 +168,7 @@ async fn bad_resources_stop_startup_naming_file_and_field() {
         ),
     ];
     for (file, text, expect) in cases {
-        let mesh = Mesh::new();
-        let resources = mesh.dir.path().join("resources");
-        std::fs::create_dir(&resources).unwrap();
-        write(&resources, file, text);
-        let options = mesh.options(
-            "alpha",
-            None,
-            &["--resources-path", resources.to_str().unwrap()],
-        );
-        let err = match outrigger::sidecar::Sidecar::start(options).await {
-            Ok(_) => panic!("{file}: startup must fail"),
-            Err(err) => format!("{err:#}"),
-        };
+        let err = startup_error(&[(file, text)], file).await;
         assert!(err.contains(file), "{file}: {err}");
         assert!(err.contains(expect), "{file}: {err}");
     }
@@ -231,21 +176,8 @@ async fn bad_resources_stop_startup_naming_file_and_field() {
 
 #[tokio::test]
 async fn duplicate_component_names_are_refused() {
-    let mesh = Mesh::new();
-    let resources = mesh.dir.path().join("resources");
-    std::fs::create_dir(&resources).unwrap();
     let doc = "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: store\nspec:\n  type: state.in-memory\n  version: v1\n";
-    write(&resources, "a.yaml", doc);
-    write(&resources, "b.yaml", doc);
-    let options = mesh.options(
-        "alpha",
-        None,
-        &["--resources-path", resources.to_str().unwrap()],
-    );
-    let Err(err) = outrigger::sidecar::Sidecar::start(options).await else {
-        panic!("must fail")
-    };
-    let err = format!("{err:#}");
+    let err = startup_error(&[("a.yaml", doc), ("b.yaml", doc)], "duplicate names").await;
     assert!(
         err.contains("a.yaml") && err.contains("b.yaml") && err.contains("store"),
         "{err}"
@@ -264,23 +196,13 @@ async fn shutdown_drains_in_flight_requests_then_stops() {
         )
         .await;
     ready(&sidecar).await;
-    let base = api(&sidecar);
+    let http = Api::new(&sidecar);
 
     let started = app.state.slow_started.notified();
-    let in_flight = tokio::spawn({
-        let url = format!("{base}/v1.0/invoke/alpha/method/slow");
-        async move { send(Method::GET, &url, &[], Body::empty()).await }
-    });
+    let in_flight = spawn_get(http.url("/v1.0/invoke/alpha/method/slow"));
     started.await;
 
-    let stop = send(
-        Method::POST,
-        &format!("{base}/v1.0/shutdown"),
-        &[],
-        Body::empty(),
-    )
-    .await
-    .unwrap();
+    let stop = http.call(Method::POST, "/v1.0/shutdown", &[], "").await;
     assert_eq!(stop.status, StatusCode::NO_CONTENT);
     // New connections are refused once the sidecar stops accepting.
     eventually("listener closed", || {
@@ -308,14 +230,14 @@ async fn shutdown_drains_in_flight_requests_then_stops() {
 async fn forced_shutdown_is_reported() {
     let mesh = Mesh::new();
     let sidecar = mesh.sidecar("alpha", None, &[]).await;
-    let res = send(
-        Method::POST,
-        &format!("{}/v1.0/shutdown", api(&sidecar)),
-        &[("dapr-force-shutdown", "true")],
-        Body::empty(),
-    )
-    .await
-    .unwrap();
+    let res = Api::new(&sidecar)
+        .call(
+            Method::POST,
+            "/v1.0/shutdown",
+            &[("dapr-force-shutdown", "true")],
+            "",
+        )
+        .await;
     assert_eq!(res.status, StatusCode::NO_CONTENT);
     assert_eq!(sidecar.wait().await, outrigger::lifecycle::StopKind::Forced);
 }
@@ -329,16 +251,13 @@ async fn max_concurrency_bounds_calls_into_the_app() {
         .await;
     ready(&sidecar).await;
     let url = format!("{}/v1.0/invoke/alpha/method/slow", api(&sidecar));
-    let spawn_slow = |url: String| {
-        tokio::spawn(async move { send(Method::GET, &url, &[], Body::empty()).await })
-    };
 
     let first_started = app.state.slow_started.notified();
-    let first = spawn_slow(url.clone());
+    let first = spawn_get(url.clone());
     first_started.await;
     let second_started = app.state.slow_started.notified();
     tokio::pin!(second_started);
-    let second = spawn_slow(url.clone());
+    let second = spawn_get(url.clone());
     // With one slot taken, the second call must not reach the app.
     let early =
         tokio::time::timeout(std::time::Duration::from_millis(300), &mut second_started).await;
@@ -418,15 +337,7 @@ async fn unhealthy_app_is_not_called() {
             .contains("app is not in a healthy state"),
         "{body}"
     );
-    let md = send(
-        Method::GET,
-        &format!("{}/v1.0/metadata", api(&sidecar)),
-        &[],
-        Body::empty(),
-    )
-    .await
-    .unwrap()
-    .json();
+    let md = Api::new(&sidecar).get("/v1.0/metadata").await.json();
     assert_eq!(
         md["appConnectionProperties"]["health"]["healthProbeInterval"],
         "1s"

@@ -10,15 +10,56 @@ use std::time::Duration;
 use axum::body::Body;
 use http::{Method, StatusCode};
 use outrigger::proto::common::http_extension::Verb;
+use outrigger::sidecar::Sidecar;
 use support::ca::{metric_value, metrics_text, MtlsMesh, Root};
 use support::tls_client::{call_local, issuer, serial, served_certificate};
 use support::*;
 
 const ALPHA: &str = "spiffe://public/ns/default/alpha";
 
+/// `app_id`'s sidecar in front of its own test app, ready.
+async fn sidecar_with_app(m: &MtlsMesh, app_id: &str) -> (Sidecar, TestApp) {
+    let app = TestApp::start().await;
+    let sidecar = m.sidecar(app_id, Some(app.port()), &[]).await;
+    ready(&sidecar).await;
+    (sidecar, app)
+}
+
+/// The caller and callee of most tests: alpha without an app, beta with one, both ready.
+async fn alpha_and_beta(m: &MtlsMesh) -> (Sidecar, Sidecar, TestApp) {
+    let alpha = m.sidecar("alpha", None, &[]).await;
+    let (beta, beta_app) = sidecar_with_app(m, "beta").await;
+    ready(&alpha).await;
+    (alpha, beta, beta_app)
+}
+
+/// Invokes `target`'s method `x` through `from`.
+async fn invoke_x(from: &Sidecar, target: &str) -> StatusCode {
+    let url = format!("{}/v1.0/invoke/{target}/method/x", api(from));
+    send(Method::GET, &url, &[], Body::empty())
+        .await
+        .unwrap()
+        .status
+}
+
+/// A sidecar started now is reached from `from` over a fresh handshake, with the
+/// certificates both sides hold at this point.
+async fn assert_new_sidecar_is_reachable(m: &MtlsMesh, from: &Sidecar) {
+    let (_gamma, _gamma_app) = sidecar_with_app(m, "gamma").await;
+    assert_eq!(invoke_x(from, "gamma").await, StatusCode::OK);
+}
+
+fn rotations(metrics: &str) -> Option<f64> {
+    metric_value(
+        metrics,
+        "dapr_runtime_mtls_workload_cert_rotated_total",
+        &[],
+    )
+}
+
 /// Invokes `target` through `from` until `stop`, counting successes and failures.
 fn load(
-    from: &outrigger::sidecar::Sidecar,
+    from: &Sidecar,
     target: &'static str,
     stop: Arc<AtomicBool>,
 ) -> (
@@ -51,11 +92,7 @@ fn load(
 #[tokio::test]
 async fn invocation_works_over_mtls_and_the_callee_sees_the_certificate_identity() {
     let m = MtlsMesh::new(Duration::from_secs(3600)).await;
-    let beta_app = TestApp::start().await;
-    let alpha = m.sidecar("alpha", None, &[]).await;
-    let beta = m.sidecar("beta", Some(beta_app.port()), &[]).await;
-    ready(&alpha).await;
-    ready(&beta).await;
+    let (alpha, beta, _beta_app) = alpha_and_beta(&m).await;
 
     let url = format!("{}/v1.0/invoke/beta/method/hello", api(&alpha));
     let res = send(Method::POST, &url, &[], Body::from("hi"))
@@ -96,9 +133,7 @@ async fn invocation_works_over_mtls_and_the_callee_sees_the_certificate_identity
 #[tokio::test]
 async fn clients_without_a_valid_certificate_cannot_reach_the_internal_port() {
     let m = MtlsMesh::new(Duration::from_secs(3600)).await;
-    let beta_app = TestApp::start().await;
-    let beta = m.sidecar("beta", Some(beta_app.port()), &[]).await;
-    ready(&beta).await;
+    let (beta, beta_app) = sidecar_with_app(&m, "beta").await;
     let addr = beta.internal_addr;
 
     let no_cert = call_local(addr, None, "hello", Verb::Post, &[]).await;
@@ -156,11 +191,7 @@ async fn clients_without_a_valid_certificate_cannot_reach_the_internal_port() {
 async fn certificates_rotate_under_load_without_a_failed_request() {
     // A 3 s certificate renews about every 1.5 s.
     let m = MtlsMesh::new(Duration::from_secs(3)).await;
-    let beta_app = TestApp::start().await;
-    let alpha = m.sidecar("alpha", None, &[]).await;
-    let beta = m.sidecar("beta", Some(beta_app.port()), &[]).await;
-    ready(&alpha).await;
-    ready(&beta).await;
+    let (alpha, beta, _beta_app) = alpha_and_beta(&m).await;
     let client = || m.ca.root.client_identity(ALPHA);
     let first = serial(
         &served_certificate(beta.internal_addr, client())
@@ -174,9 +205,7 @@ async fn certificates_rotate_under_load_without_a_failed_request() {
     eventually("four rotations of each sidecar", || async {
         let a = metrics_text(&alpha).await;
         let b = metrics_text(&beta).await;
-        let rotated = |t: &str| {
-            metric_value(t, "dapr_runtime_mtls_workload_cert_rotated_total", &[]).unwrap_or(0.0)
-        };
+        let rotated = |t: &str| rotations(t).unwrap_or(0.0);
         // Traffic must have flowed across the rotations, however fast this machine is.
         (rotated(&a) >= 4.0 && rotated(&b) >= 4.0 && ok.load(Ordering::SeqCst) > 20).then_some(())
     })
@@ -193,31 +222,14 @@ async fn certificates_rotate_under_load_without_a_failed_request() {
     assert_eq!(failed.load(Ordering::SeqCst), 0);
     assert!(ok.load(Ordering::SeqCst) > 20, "{ok:?}");
     // A connection made now (new handshake, new certificates on both sides) works too.
-    let gamma_app = TestApp::start().await;
-    let gamma = m.sidecar("gamma", Some(gamma_app.port()), &[]).await;
-    ready(&gamma).await;
-    let res = send(
-        Method::GET,
-        &format!("{}/v1.0/invoke/gamma/method/x", api(&beta)),
-        &[],
-        Body::empty(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(res.status, StatusCode::OK);
+    assert_new_sidecar_is_reachable(&m, &beta).await;
 }
 
 #[tokio::test]
 async fn sidecars_keep_serving_while_the_ca_is_down_and_renew_when_it_returns() {
     let mut m = MtlsMesh::new(Duration::from_secs(4)).await;
-    let beta_app = TestApp::start().await;
-    let alpha = m.sidecar("alpha", None, &[]).await;
-    let beta = m.sidecar("beta", Some(beta_app.port()), &[]).await;
-    ready(&alpha).await;
-    ready(&beta).await;
-    let url = format!("{}/v1.0/invoke/beta/method/x", api(&alpha));
-    let invoke = || send(Method::GET, &url, &[], Body::empty());
-    assert_eq!(invoke().await.unwrap().status, StatusCode::OK);
+    let (alpha, beta, _beta_app) = alpha_and_beta(&m).await;
+    assert_eq!(invoke_x(&alpha, "beta").await, StatusCode::OK);
 
     m.ca.stop().await;
     eventually("a failed renewal while the CA is down", || async {
@@ -231,22 +243,16 @@ async fn sidecars_keep_serving_while_the_ca_is_down_and_renew_when_it_returns() 
     })
     .await;
     // Still serving with the certificate it has.
-    assert_eq!(invoke().await.unwrap().status, StatusCode::OK);
-    let before = metric_value(
-        &metrics_text(&beta).await,
-        "dapr_runtime_mtls_workload_cert_rotated_total",
-        &[],
-    )
-    .unwrap_or(0.0);
+    assert_eq!(invoke_x(&alpha, "beta").await, StatusCode::OK);
+    let before = rotations(&metrics_text(&beta).await).unwrap_or(0.0);
 
     m.ca.restart().await;
     eventually("a renewal once the CA is back", || async {
         let text = metrics_text(&beta).await;
-        metric_value(&text, "dapr_runtime_mtls_workload_cert_rotated_total", &[])
-            .filter(|v| *v > before)
+        rotations(&text).filter(|v| *v > before)
     })
     .await;
-    assert_eq!(invoke().await.unwrap().status, StatusCode::OK);
+    assert_eq!(invoke_x(&alpha, "beta").await, StatusCode::OK);
     // New handshakes get a valid certificate again.
     let cert = served_certificate(beta.internal_addr, m.ca.root.client_identity(ALPHA)).await;
     assert!(cert.is_ok(), "{cert:?}");
@@ -255,12 +261,8 @@ async fn sidecars_keep_serving_while_the_ca_is_down_and_renew_when_it_returns() 
 #[tokio::test]
 async fn a_new_root_in_the_anchors_file_takes_over_without_a_restart() {
     let mut m = MtlsMesh::new(Duration::from_secs(4)).await;
-    let alpha_app = TestApp::start().await;
-    let beta_app = TestApp::start().await;
-    let alpha = m.sidecar("alpha", Some(alpha_app.port()), &[]).await;
-    let beta = m.sidecar("beta", Some(beta_app.port()), &[]).await;
-    ready(&alpha).await;
-    ready(&beta).await;
+    let (alpha, _alpha_app) = sidecar_with_app(&m, "alpha").await;
+    let (beta, _beta_app) = sidecar_with_app(&m, "beta").await;
     let stop = Arc::new(AtomicBool::new(false));
     let (task, ok, failed) = load(&alpha, "beta", stop.clone());
 
@@ -312,18 +314,7 @@ async fn a_new_root_in_the_anchors_file_takes_over_without_a_restart() {
     .await;
 
     // A sidecar started now knows only the new root, and is reached over a fresh handshake.
-    let gamma_app = TestApp::start().await;
-    let gamma = m.sidecar("gamma", Some(gamma_app.port()), &[]).await;
-    ready(&gamma).await;
-    let res = send(
-        Method::GET,
-        &format!("{}/v1.0/invoke/gamma/method/x", api(&beta)),
-        &[],
-        Body::empty(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(res.status, StatusCode::OK);
+    assert_new_sidecar_is_reachable(&m, &beta).await;
 
     stop.store(true, Ordering::SeqCst);
     task.await.unwrap();
@@ -366,10 +357,7 @@ async fn mtls_without_trust_anchors_fails_startup() {
     let m = MtlsMesh::new(Duration::from_secs(3600)).await;
     let mut options = m.options("beta", None, &[]);
     options.trust_anchors_file = String::new();
-    let err = outrigger::sidecar::Sidecar::start(options)
-        .await
-        .err()
-        .expect("startup fails");
+    let err = Sidecar::start(options).await.err().expect("startup fails");
     assert!(
         format!("{err:#}").contains("trust anchors are required"),
         "{err:#}"

@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
+use outrigger::sidecar::Sidecar;
 use support::{eventually, Mesh};
+use tokio::task::JoinHandle;
 
 const TOTAL: u64 = 10_000;
 const FAIL_RATE: f64 = 0.2;
@@ -40,6 +42,75 @@ async fn published(progress: &Progress, n: usize) {
             "publishing stalled at {last} of {n} messages"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A publisher and a subscriber sidecar (in front of the refusing app) over one resources
+/// directory, with `TOTAL` messages being published while the test disturbs the run.
+struct Run {
+    mesh: Mesh,
+    flag: [String; 2],
+    app: SubscriberApp,
+    publisher: Sidecar,
+    /// `None` only while it restarts.
+    subscriber: Option<Sidecar>,
+    progress: Arc<Progress>,
+    publishing: JoinHandle<()>,
+    _resources: tempfile::TempDir,
+}
+
+impl Run {
+    async fn start(resources: tempfile::TempDir) -> Self {
+        let flag = resources_flag(resources.path());
+        let mesh = Mesh::new();
+        let app = SubscriberApp::start("orders", FAIL_RATE).await;
+        let args = [flag[0].as_str(), flag[1].as_str()];
+        let publisher = mesh.sidecar("publisher", None, &args).await;
+        let subscriber = mesh.sidecar("no-loss-sub", Some(app.port), &args).await;
+
+        let progress = Arc::new(Progress::default());
+        let publishing = tokio::spawn(publish_all(
+            Publisher::new(&support::api(&publisher), "orders"),
+            0..TOTAL,
+            PUBLISHERS,
+            progress.clone(),
+        ));
+        Self {
+            mesh,
+            flag,
+            app,
+            publisher,
+            subscriber: Some(subscriber),
+            progress,
+            publishing,
+            _resources: resources,
+        }
+    }
+
+    /// Graceful stop, then a new sidecar with the same app-id.
+    async fn restart_subscriber(&mut self) {
+        self.subscriber
+            .take()
+            .expect("subscriber running")
+            .stop()
+            .await;
+        let args = [self.flag[0].as_str(), self.flag[1].as_str()];
+        let subscriber = self
+            .mesh
+            .sidecar("no-loss-sub", Some(self.app.port), &args)
+            .await;
+        self.subscriber = Some(subscriber);
+    }
+
+    async fn publishing_done(&mut self) {
+        (&mut self.publishing)
+            .await
+            .expect("publishing ran to the end");
+    }
+
+    async fn stop(self) {
+        self.subscriber.expect("subscriber running").stop().await;
+        self.publisher.stop().await;
     }
 }
 
@@ -80,24 +151,12 @@ async fn redis_streams_across_sidecar_and_redis_restarts() {
             ("concurrency", "32"),
         ],
     );
-    let flag = resources_flag(resources.path());
-    let flag = [flag[0].as_str(), flag[1].as_str()];
-    let mesh = Mesh::new();
-    let app = SubscriberApp::start("orders", FAIL_RATE).await;
-    let publisher = mesh.sidecar("publisher", None, &flag).await;
-    let mut subscriber = mesh.sidecar("no-loss-sub", Some(app.port), &flag).await;
-
-    let progress = Arc::new(Progress::default());
-    let publishing = tokio::spawn(publish_all(
-        Publisher::new(&support::api(&publisher), "orders"),
-        0..TOTAL,
-        PUBLISHERS,
-        progress.clone(),
-    ));
+    let mut run = Run::start(resources).await;
+    let (progress, ledger) = (run.progress.clone(), run.app.ledger.clone());
 
     // Redis goes away a third of the way in.
     published(&progress, 3_000).await;
-    let handled_before_kill = app.ledger.accepted_ids();
+    let handled_before_kill = ledger.accepted_ids();
     progress.phase.store(1, Ordering::SeqCst);
     server.kill();
     let refused_before = progress.refused.load(Ordering::SeqCst);
@@ -110,10 +169,9 @@ async fn redis_streams_across_sidecar_and_redis_restarts() {
 
     // The subscriber sidecar restarts two thirds of the way in.
     published(&progress, 6_500).await;
-    subscriber.stop().await;
-    subscriber = mesh.sidecar("no-loss-sub", Some(app.port), &flag).await;
+    run.restart_subscriber().await;
 
-    publishing.await.expect("publishing ran to the end");
+    run.publishing_done().await;
     let after_restart = progress.sent_from_phase(2);
     let required: HashSet<u64> = after_restart.union(&handled_before_kill).copied().collect();
     assert!(
@@ -121,14 +179,14 @@ async fn redis_streams_across_sidecar_and_redis_restarts() {
         "the restart came too late to mean anything: {} sent after it",
         after_restart.len()
     );
-    all_handled("redis", &app.ledger, &required, STALL).await;
+    all_handled("redis", &ledger, &required, STALL).await;
 
     let lost: Vec<u64> = progress
         .all_sent()
-        .difference(&app.ledger.accepted_ids())
+        .difference(&ledger.accepted_ids())
         .copied()
         .collect();
-    report("redis", &progress, &app.ledger, started);
+    report("redis", &progress, &ledger, started);
     eprintln!(
         "redis: {} required ({} sent after the Redis restart, {} handled before it), {} lost \
          with the old server's memory",
@@ -142,8 +200,7 @@ async fn redis_streams_across_sidecar_and_redis_restarts() {
         lost.iter().all(|id| !after_restart.contains(id)),
         "{lost:?}"
     );
-    subscriber.stop().await;
-    publisher.stop().await;
+    run.stop().await;
 }
 
 /// JetStream keeps its messages on disk: every message is required, across a restart of the
@@ -163,31 +220,16 @@ async fn jetstream_across_a_sidecar_restart() {
             ("maxAckPending", "64"),
         ],
     );
-    let flag = resources_flag(resources.path());
-    let flag = [flag[0].as_str(), flag[1].as_str()];
-    let mesh = Mesh::new();
-    let app = SubscriberApp::start("orders", FAIL_RATE).await;
-    let publisher = mesh.sidecar("publisher", None, &flag).await;
-    let mut subscriber = mesh.sidecar("no-loss-sub", Some(app.port), &flag).await;
-
-    let progress = Arc::new(Progress::default());
-    let publishing = tokio::spawn(publish_all(
-        Publisher::new(&support::api(&publisher), "orders"),
-        0..TOTAL,
-        PUBLISHERS,
-        progress.clone(),
-    ));
-    published(&progress, 5_000).await;
-    subscriber.stop().await;
-    subscriber = mesh.sidecar("no-loss-sub", Some(app.port), &flag).await;
-    publishing.await.expect("publishing ran to the end");
+    let mut run = Run::start(resources).await;
+    published(&run.progress, 5_000).await;
+    run.restart_subscriber().await;
+    run.publishing_done().await;
 
     let required: HashSet<u64> = (0..TOTAL).collect();
-    all_handled("jetstream", &app.ledger, &required, STALL).await;
-    report("jetstream", &progress, &app.ledger, started);
-    assert_eq!(progress.refused.load(Ordering::SeqCst), 0);
-    subscriber.stop().await;
-    publisher.stop().await;
+    all_handled("jetstream", &run.app.ledger, &required, STALL).await;
+    report("jetstream", &run.progress, &run.app.ledger, started);
+    assert_eq!(run.progress.refused.load(Ordering::SeqCst), 0);
+    run.stop().await;
 }
 
 /// The in-memory broker lives in the sidecar, so publisher and subscriber are one sidecar and

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod ca;
+pub mod grpc;
 pub mod pubsub_conformance;
 pub mod state_conformance;
 pub mod state_http;
@@ -134,6 +135,46 @@ pub async fn ready(sidecar: &Sidecar) {
         (res.status == StatusCode::NO_CONTENT).then_some(())
     })
     .await;
+}
+
+/// A sidecar's HTTP API, for tests where a failed request is itself a test failure.
+pub struct Api {
+    base: String,
+}
+
+impl Api {
+    pub fn new(sidecar: &Sidecar) -> Self {
+        Self { base: api(sidecar) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Reply {
+        send(
+            method,
+            &self.url(path),
+            headers,
+            Body::from(body.to_owned()),
+        )
+        .await
+        .expect("request")
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> Reply {
+        self.call(Method::POST, path, &[], &body.to_string()).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.call(Method::GET, path, &[], "").await
+    }
 }
 
 /// A collected HTTP response.

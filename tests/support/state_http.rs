@@ -1,14 +1,14 @@
-//! Plain-HTTP helpers for the state API tests: sidecars with chosen components, requests,
+//! Plain-HTTP helpers for the state API tests: sidecars with chosen components
 //! and daprd's error body shapes.
 
 use std::path::Path;
 
-use axum::body::Body;
-use http::{Method, StatusCode};
+use http::StatusCode;
 use outrigger::sidecar::Sidecar;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::{api, send, write, Mesh, Reply};
+pub use super::Api;
+use super::{write, Mesh, Reply};
 
 /// A sidecar with the embedded default components (`statestore` is in-memory).
 pub async fn default_sidecar(mesh: &Mesh, app_id: &str) -> Sidecar {
@@ -50,41 +50,6 @@ pub fn memory_component(name: &str, metadata: &[(&str, &str)], scopes: &[&str]) 
         }
     }
     yaml
-}
-
-pub struct Api {
-    base: String,
-}
-
-impl Api {
-    pub fn new(sidecar: &Sidecar) -> Self {
-        Self { base: api(sidecar) }
-    }
-
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &str,
-    ) -> Reply {
-        send(
-            method,
-            &format!("{}{path}", self.base),
-            headers,
-            Body::from(body.to_owned()),
-        )
-        .await
-        .expect("request")
-    }
-
-    pub async fn post(&self, path: &str, body: Value) -> Reply {
-        self.call(Method::POST, path, &[], &body.to_string()).await
-    }
-
-    pub async fn get(&self, path: &str) -> Reply {
-        self.call(Method::GET, path, &[], "").await
-    }
 }
 
 pub fn etag(reply: &Reply) -> String {
