@@ -23,6 +23,7 @@ use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use super::error::{invalid_api_token, ApiError};
 use super::ApiState;
 use crate::http_path;
+use crate::sidecar::accept;
 
 /// Paths that answer without the API token, as in daprd: probes carry no secrets.
 const TOKEN_EXEMPT: [&str; 2] = ["/v1.0/healthz", "/v1.0/healthz/outbound"];
@@ -140,20 +141,7 @@ pub async fn serve(
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(Duration::from_secs(10));
     let graceful = GracefulShutdown::new();
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(err) => {
-                    // Out of file descriptors and the like: keep serving the connections we have.
-                    tracing::warn!(%err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = stop.cancelled() => break,
-        };
-        let _ = stream.set_nodelay(true);
+    accept::until_stopped(listener, &stop, |stream| {
         let edge = edge.clone();
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let edge = edge.clone();
@@ -166,14 +154,9 @@ pub async fn serve(
                 tracing::debug!(%err, "connection ended with an error");
             }
         });
-    }
-    drop(listener);
-    if tokio::time::timeout(settings.grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(grace = ?settings.grace, "in-flight requests did not finish within the grace period");
-    }
+    })
+    .await;
+    accept::drain(graceful, settings.grace, "requests").await;
 }
 
 /// daprd cleans the path before routing (`//` collapsed, trailing slash dropped).

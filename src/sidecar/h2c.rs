@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Connected;
 
+use super::accept;
 use crate::identity::transport::TlsConn;
 
 /// Serves `router` on `listener` until `stop` fires, then lets in-flight calls finish for at
@@ -24,25 +25,11 @@ pub async fn serve(
 ) {
     let builder = builder();
     let graceful = GracefulShutdown::new();
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(err) => {
-                    // Out of file descriptors and the like: keep serving the connections we have.
-                    tracing::warn!(%err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = stop.cancelled() => break,
-        };
-        // Without it every response waits on Nagle + delayed ACK (~1 ms per hop).
-        let _ = stream.set_nodelay(true);
+    accept::until_stopped(listener, &stop, |stream| {
         spawn_connection(&builder, &graceful, stream, router.clone());
-    }
-    drop(listener);
-    drain(graceful, grace).await;
+    })
+    .await;
+    accept::drain(graceful, grace, "gRPC calls").await;
 }
 
 /// Serves `router` on connections whose mTLS handshake succeeded; each request carries the
@@ -71,7 +58,7 @@ pub async fn serve_tls(
         let router = router.clone().layer(axum::Extension(peer));
         spawn_connection(&builder, &graceful, conn, router);
     }
-    drain(graceful, grace).await;
+    accept::drain(graceful, grace, "gRPC calls").await;
 }
 
 fn builder() -> hyper::server::conn::http2::Builder<TokioExecutor> {
@@ -101,16 +88,4 @@ fn spawn_connection<IO>(
             tracing::debug!(%err, "gRPC connection ended with an error");
         }
     });
-}
-
-async fn drain(graceful: GracefulShutdown, grace: Duration) {
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            ?grace,
-            "in-flight gRPC calls did not finish within the grace period"
-        );
-    }
 }

@@ -31,6 +31,7 @@ use crate::telemetry::metrics::{
     self, ComponentMetrics, GrpcServerMetrics, SecurityMetrics, SidecarMetrics,
 };
 
+pub(crate) mod accept;
 mod h2c;
 mod options;
 mod ports;

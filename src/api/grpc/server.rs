@@ -30,6 +30,7 @@ use tower::{Service, ServiceExt};
 use super::super::ApiState;
 use super::DaprApi;
 use crate::proto::runtime::dapr_server::DaprServer;
+use crate::sidecar::accept;
 use crate::telemetry::metrics::GrpcServerMetrics;
 
 const DAPR_SERVICE: &str = "dapr.proto.runtime.v1.Dapr";
@@ -237,20 +238,7 @@ pub async fn serve(
     };
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(err) => {
-                    // Out of file descriptors and the like: keep serving the connections we have.
-                    tracing::warn!(%err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = stop.cancelled() => break,
-        };
-        let _ = stream.set_nodelay(true);
+    accept::until_stopped(listener, &stop, |stream| {
         let edge = edge.clone();
         let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
             let edge = edge.clone();
@@ -263,14 +251,9 @@ pub async fn serve(
                 tracing::debug!(%err, "gRPC connection ended with an error");
             }
         });
-    }
-    drop(listener);
-    if tokio::time::timeout(settings.grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(grace = ?settings.grace, "in-flight gRPC calls did not finish within the grace period");
-    }
+    })
+    .await;
+    accept::drain(graceful, settings.grace, "gRPC calls").await;
 }
 
 /// The gRPC code in `headers` (a trailers-only answer, or the trailers themselves).

@@ -4,18 +4,17 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderValue, StatusCode};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::super::state::body::{read, UrlParams};
 use super::super::ApiState;
-use super::{errors, trace_context, Params};
+use super::errors;
+use super::request::{self, PublishRequest};
 use crate::pubsub::{BulkEntry, BulkPublishCall, PublishError};
 
 /// One entry as the app sends it.
@@ -31,38 +30,15 @@ struct RawEntry {
     metadata: HashMap<String, String>,
 }
 
-pub(super) async fn publish(
-    api: State<Arc<ApiState>>,
-    Path((pubsub, topic)): Path<(String, String)>,
-    params: Params,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    publish_to(api, pubsub, topic, params, headers, body).await
-}
-
-pub(super) async fn publish_no_topic(
-    api: State<Arc<ApiState>>,
-    Path(pubsub): Path<String>,
-    params: Params,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    publish_to(api, pubsub, String::new(), params, headers, body).await
-}
-
-async fn publish_to(
-    State(api): State<Arc<ApiState>>,
-    pubsub: String,
-    topic: String,
-    Query(params): Params,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let data = match read(body, api.max_body).await {
-        Ok(data) => data,
-        Err(err) => return err.into_response(),
-    };
+pub(super) async fn publish(State(api): State<Arc<ApiState>>, req: PublishRequest) -> Response {
+    let PublishRequest {
+        pubsub,
+        topic,
+        data,
+        metadata,
+        trace,
+        ..
+    } = req;
     let raw: Vec<RawEntry> = match serde_json::from_slice(&data) {
         Ok(raw) => raw,
         Err(e) => {
@@ -95,13 +71,12 @@ async fn publish_to(
         pubsub,
         topic,
         entries,
-        metadata: UrlParams::new(params).metadata,
-        trace: trace_context(&headers),
+        metadata,
+        trace,
     };
     match api.pubsubs.bulk_publish(call).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(PublishError::BulkFailed { failed, .. }) => failed_entries(&failed),
-        Err(err) => errors::api_error(err).into_response(),
+        result => request::reply(result),
     }
 }
 

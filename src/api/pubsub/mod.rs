@@ -5,34 +5,32 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::extract::{Path, Query, State};
-use axum::response::{IntoResponse, Response};
+use axum::extract::State;
+use axum::response::Response;
 use axum::routing::{post, MethodRouter};
 use axum::Router;
-use http::{header, HeaderMap, StatusCode};
 
-use super::state::body::{read, UrlParams};
 use super::ApiState;
-use crate::pubsub::{PublishCall, TraceContext};
+use crate::pubsub::PublishCall;
+use request::PublishRequest;
 
 mod bulk;
 pub(super) mod errors;
-
-type Params = Query<Vec<(String, String)>>;
+mod request;
 
 pub fn routes() -> Router<Arc<ApiState>> {
-    let bulk = || post(bulk::publish).put(bulk::publish);
-    let bulk_no_topic = || post(bulk::publish_no_topic).put(bulk::publish_no_topic);
     Router::new()
         .route("/v1.0/publish/{pubsub}/{*topic}", both(publish))
         // chi's wildcard also matches nothing: these answer "topic is empty".
-        .route("/v1.0/publish/{pubsub}", both(publish_no_topic))
-        .route("/v1.0/publish/{pubsub}/", both(publish_no_topic))
-        .route("/v1.0-alpha1/publish/bulk/{pubsub}/{*topic}", bulk())
-        .route("/v1.0/publish/bulk/{pubsub}/{*topic}", bulk())
-        .route("/v1.0-alpha1/publish/bulk/{pubsub}", bulk_no_topic())
-        .route("/v1.0/publish/bulk/{pubsub}", bulk_no_topic())
+        .route("/v1.0/publish/{pubsub}", both(publish))
+        .route("/v1.0/publish/{pubsub}/", both(publish))
+        .route(
+            "/v1.0-alpha1/publish/bulk/{pubsub}/{*topic}",
+            both(bulk::publish),
+        )
+        .route("/v1.0/publish/bulk/{pubsub}/{*topic}", both(bulk::publish))
+        .route("/v1.0-alpha1/publish/bulk/{pubsub}", both(bulk::publish))
+        .route("/v1.0/publish/bulk/{pubsub}", both(bulk::publish))
 }
 
 fn both<H, T>(handler: H) -> MethodRouter<Arc<ApiState>>
@@ -43,66 +41,14 @@ where
     post(handler.clone()).put(handler)
 }
 
-/// The W3C trace context the request came with.
-pub(super) fn trace_context(headers: &HeaderMap) -> TraceContext {
-    let get = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    TraceContext {
-        traceparent: get("traceparent"),
-        tracestate: get("tracestate"),
-    }
-}
-
-async fn publish(
-    api: State<Arc<ApiState>>,
-    Path((pubsub, topic)): Path<(String, String)>,
-    params: Params,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    publish_to(api, pubsub, topic, params, headers, body).await
-}
-
-async fn publish_no_topic(
-    api: State<Arc<ApiState>>,
-    Path(pubsub): Path<String>,
-    params: Params,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    publish_to(api, pubsub, String::new(), params, headers, body).await
-}
-
-async fn publish_to(
-    State(api): State<Arc<ApiState>>,
-    pubsub: String,
-    topic: String,
-    Query(params): Params,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let data = match read(body, api.max_body).await {
-        Ok(data) => data,
-        Err(err) => return err.into_response(),
-    };
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+async fn publish(State(api): State<Arc<ApiState>>, req: PublishRequest) -> Response {
     let call = PublishCall {
-        pubsub,
-        topic,
-        data,
-        content_type,
-        metadata: UrlParams::new(params).metadata,
-        trace: trace_context(&headers),
+        pubsub: req.pubsub,
+        topic: req.topic,
+        data: req.data,
+        content_type: req.content_type,
+        metadata: req.metadata,
+        trace: req.trace,
     };
-    match api.pubsubs.publish(call).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(err) => errors::api_error(err).into_response(),
-    }
+    request::reply(api.pubsubs.publish(call).await)
 }

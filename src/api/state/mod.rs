@@ -138,14 +138,26 @@ async fn delete_key(
     )
 }
 
-/// Runs a handler whose body is read after the store lookup, as daprd orders its checks.
-async fn with_body<F, Fut>(api: &ApiState, body: Body, run: F) -> Response
+/// Runs a handler that needs a store and the request body, reading the body only once the
+/// store lookup succeeded, as daprd orders its checks.
+async fn with_store_and_body<S, F, Fut>(
+    api: &ApiState,
+    store: Result<S, StatesError>,
+    body: Body,
+    run: F,
+) -> Response
 where
-    F: FnOnce(bytes::Bytes) -> Fut,
+    F: FnOnce(S, bytes::Bytes) -> Fut,
     Fut: std::future::Future<Output = Result<Response, ApiError>>,
 {
+    let store = match store {
+        Ok(store) => store,
+        Err(err) => return errors::api_error(err).into_response(),
+    };
     match body::read(body, api.max_body).await {
-        Ok(bytes) => run(bytes).await.unwrap_or_else(IntoResponse::into_response),
+        Ok(bytes) => run(store, bytes)
+            .await
+            .unwrap_or_else(IntoResponse::into_response),
         Err(err) => err.into_response(),
     }
 }
@@ -156,12 +168,9 @@ async fn save(
     Query(params): Params,
     request: Body,
 ) -> Response {
-    let store = match api.states.store(&store) {
-        Ok(store) => store,
-        Err(err) => return errors::api_error(err).into_response(),
-    };
     let params = UrlParams::new(params);
-    with_body(&api, request, |bytes| async move {
+    let store = api.states.store(&store);
+    with_store_and_body(&api, store, request, |store, bytes| async move {
         let items = body::save_items(&bytes, &params.metadata)?;
         store.save(items).await.map_err(errors::api_error)?;
         Ok(reply::no_content())
@@ -175,12 +184,9 @@ async fn bulk_get(
     Query(params): Params,
     request: Body,
 ) -> Response {
-    let store = match api.states.store(&store) {
-        Ok(store) => store,
-        Err(err) => return errors::api_error(err).into_response(),
-    };
     let params = UrlParams::new(params);
-    with_body(&api, request, |bytes| async move {
+    let store = api.states.store(&store);
+    with_store_and_body(&api, store, request, |store, bytes| async move {
         let req = body::bulk_get(&bytes, &params.metadata)?;
         let entries = store.bulk_get(req).await.map_err(errors::api_error)?;
         Ok(reply::bulk(&entries))
@@ -194,16 +200,12 @@ async fn transaction(
     Query(params): Params,
     request: Body,
 ) -> Response {
-    let store = match api
+    let params = UrlParams::new(params);
+    let store = api
         .states
         .store(&store)
-        .and_then(|s| s.ensure_transactional().map(|()| s))
-    {
-        Ok(store) => store,
-        Err(err) => return errors::api_error(err).into_response(),
-    };
-    let params = UrlParams::new(params);
-    with_body(&api, request, |bytes| async move {
+        .and_then(|s| s.ensure_transactional().map(|()| s));
+    with_store_and_body(&api, store, request, |store, bytes| async move {
         let (ops, metadata) = body::transaction(&bytes, &params.metadata)?;
         store
             .transact(ops, metadata)
@@ -220,12 +222,9 @@ async fn query(
     Query(params): Params,
     request: Body,
 ) -> Response {
-    let store = match api.states.store(&store) {
-        Ok(store) => store,
-        Err(err) => return errors::api_error(err).into_response(),
-    };
     let params = UrlParams::new(params);
-    with_body(&api, request, |bytes| async move {
+    let store = api.states.store(&store);
+    with_store_and_body(&api, store, request, |store, bytes| async move {
         let outcome = store
             .query(&bytes, params.metadata)
             .await
