@@ -115,17 +115,13 @@ impl AppProxy {
             side: Side::Callee,
         };
         let Some(address) = side.address.as_deref() else {
-            let status = tonic::Status::internal("app channel is not initialized");
-            report.send(status.code());
-            return status_response(status);
+            return report.refuse(tonic::Status::internal("app channel is not initialized"));
         };
         match side.upstream.forward(address, None, req).await {
             Ok(response) => observe(response, report),
             Err(err) => {
                 tracing::debug!(%err, "proxied call did not reach the app");
-                let status = err.status();
-                report.send(status.code());
-                status_response(status)
+                report.refuse(err.status())
             }
         }
     }

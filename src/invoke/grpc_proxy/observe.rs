@@ -32,6 +32,13 @@ pub struct Report {
 }
 
 impl Report {
+    /// A call that ended before any upstream answer: counted with `status`, which becomes the
+    /// trailers-only answer.
+    pub fn refuse(self, status: tonic::Status) -> http::Response<axum::body::Body> {
+        self.send(status.code());
+        super::status_response(status)
+    }
+
     pub fn send(self, code: tonic::Code) {
         let code = code as i32;
         match self.side {

@@ -74,9 +74,9 @@ impl GrpcProxy {
             Ok(address) => address,
             Err(err) => {
                 // daprd returns the resolver's error as is, which gRPC reports as Unknown.
-                let status = tonic::Status::unknown(format!("failed to proxy request: {err}"));
-                report.send(status.code());
-                return status_response(status);
+                return report.refuse(tonic::Status::unknown(format!(
+                    "failed to proxy request: {err}"
+                )));
             }
         };
         let peer = PeerId {
@@ -95,9 +95,7 @@ impl GrpcProxy {
                     side.invoker.forget(&target);
                 }
                 tracing::debug!(%err, app_id = %target.app_id, "proxied call did not reach the peer");
-                let status = err.status();
-                report.send(status.code());
-                status_response(status)
+                report.refuse(err.status())
             }
         }
     }
