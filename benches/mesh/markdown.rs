@@ -122,10 +122,13 @@ fn phase_section(md: &mut String, r: &Results, phase: &Phase) {
             "\nDispatcher lateness p99 (in every row, also `direct`): {lag:.3} ms."
         );
     }
-    md.push_str("\nAdded over `direct` (ms), and as a multiple of nginx's added latency:\n\n");
+    md.push_str("\nAdded over `direct` (gRPC rows: over `grpc-direct`) (ms), and as a multiple of nginx's added latency:\n\n");
     md.push_str(ADDED_HEAD);
     let nginx = added(r, "nginx", &phase.key);
-    for row in rows.iter().filter(|x| x.scenario != "direct") {
+    for row in rows
+        .iter()
+        .filter(|x| targets::baseline(&x.scenario) != x.scenario)
+    {
         let Some(a) = added(r, &row.scenario, &phase.key) else {
             continue;
         };

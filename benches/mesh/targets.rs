@@ -13,9 +13,19 @@ pub struct Check {
     pub met: Option<bool>,
 }
 
-/// Added latency of `scenario` over `direct` in `phase` at each percentile column.
+/// The row a scenario's added latency is measured against: gRPC rows against the direct gRPC
+/// call, everything else against the direct HTTP request.
+pub fn baseline(scenario: &str) -> &'static str {
+    if scenario.starts_with("grpc-") {
+        crate::grpc::DIRECT
+    } else {
+        "direct"
+    }
+}
+
+/// Added latency of `scenario` over its [`baseline`] in `phase` at each percentile column.
 pub fn added(r: &Results, scenario: &str, phase: &str) -> Option<[f64; 5]> {
-    let base = r.row("direct", phase)?.percentiles();
+    let base = r.row(baseline(scenario), phase)?.percentiles();
     let row = r.row(scenario, phase)?.percentiles();
     Some(std::array::from_fn(|i| row[i] - base[i]))
 }
